@@ -10,5 +10,5 @@ export default defineConfig({
   sourcemap: false,
   clean: true,
   splitting: false,
-  shims: false,
+  shims: true,
 });

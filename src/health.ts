@@ -1,0 +1,320 @@
+/**
+ * Everything that keeps a pooled connection honest: TCP socket options, the per-connection health
+ * record with its idle-ping timer, and the COM_PING with a deadline used by checkout validation.
+ *
+ * The pool (pool.ts) decides *when* a connection is checked; this file knows *how*.
+ */
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+import type { PoolConnection } from 'mysql2';
+
+const debug = createDebug('mysql2-keepalive-pool:health');
+
+/** Why a connection was found dead or taken out of service. */
+export type DeadReason =
+  | 'checkout-ping-timeout'
+  | 'checkout-ping-error'
+  | 'idle-ping-timeout'
+  | 'idle-ping-error'
+  | 'socket-end'
+  | 'socket-error'
+  | 'suspect';
+
+/** Why a healthy connection was closed on purpose. */
+export type RetireReason = 'max-lifetime' | 'idle-timeout' | 'reset-failed' | 'pool-closed';
+
+/**
+ * The pool's bookkeeping for one connection. It owns the connection's timers: each is created
+ * here, `unref`'d so an idle pool never keeps the process alive, and cleared in {@link dispose}.
+ */
+export class ConnectionRecord {
+  /** Monotonic id inside this pool (not the server's CONNECTION_ID). */
+  readonly id: number;
+  readonly conn: PoolConnection;
+  readonly createdAt: number;
+  /** When a caller last gave it back (or when it was created). */
+  lastReleasedAt: number;
+  /** When it last proved to be alive: a release after use, or a successful ping. */
+  lastAliveAt: number;
+  /** Retirement deadline from maxLifetime (jittered), 0 = never. */
+  retireAt: number;
+  /** The server's wait_timeout in ms, once known (0 = unknown). */
+  serverWaitTimeoutMs = 0;
+  borrowed = false;
+  borrowedAt = 0;
+  /** Stack of the code that borrowed it, captured only when leak detection is on. */
+  borrowStack: string | undefined;
+  leakReported = false;
+  /** A ping that is running right now; a borrower waits for its verdict instead of racing it. */
+  pinging: Promise<boolean> | null = null;
+  dead: DeadReason | null = null;
+  retired: RetireReason | null = null;
+  /** Idle-ping timer: created once per connection, re-armed when it fires. */
+  pingTimer: NodeJS.Timeout | null = null;
+  leakTimer: NodeJS.Timeout | null = null;
+
+  constructor(id: number, conn: PoolConnection, now: number, retireAt: number) {
+    this.id = id;
+    this.conn = conn;
+    this.createdAt = now;
+    this.lastReleasedAt = now;
+    this.lastAliveAt = now;
+    this.retireAt = retireAt;
+  }
+
+  /** How long the connection has gone without proof of life. */
+  idleFor(now: number): number {
+    return now - this.lastAliveAt;
+  }
+
+  /** Marks it dead once; the first reason wins. */
+  markDead(reason: DeadReason): boolean {
+    if (this.dead || this.retired) return false;
+    this.dead = reason;
+    return true;
+  }
+
+  /** Stops every timer this record owns. Idempotent. */
+  dispose(): void {
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    if (this.leakTimer) clearTimeout(this.leakTimer);
+    this.pingTimer = null;
+    this.leakTimer = null;
+  }
+}
+
+/** True when mysql2 already knows the connection cannot carry another command. */
+export function isUnusable(conn: PoolConnection): boolean {
+  const c = conn as unknown as {
+    _fatalError?: unknown;
+    _protocolError?: unknown;
+    _closing?: boolean;
+    stream?: { destroyed?: boolean };
+  };
+  return Boolean(c._fatalError || c._protocolError || c._closing || c.stream?.destroyed);
+}
+
+/** Result of {@link pingWithTimeout}; it never rejects. */
+export type PingOutcome = { ok: true } | { ok: false; timedOut: boolean; error?: unknown };
+
+/**
+ * COM_PING raced against a deadline. A ping is not a query, so it does not show up on mysql2's
+ * `mysql2:query` diagnostics channel: health traffic never looks like user traffic.
+ */
+export function pingWithTimeout(conn: PoolConnection, timeoutMs: number): Promise<PingOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      resolve({ ok: false, timedOut: true });
+    }, timeoutMs);
+    timer.unref();
+    try {
+      conn.ping((err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(err ? { ok: false, timedOut: false, error: err } : { ok: true });
+      });
+    } catch (error) {
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ok: false, timedOut: false, error });
+    }
+  });
+}
+
+/**
+ * Reads the session's wait_timeout (seconds → ms). Sent as a raw command so that it bypasses
+ * mysql2's `mysql2:query` tracing: this is health traffic, not the user's.
+ */
+export function readWaitTimeout(conn: PoolConnection, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(0), timeoutMs);
+    timer.unref();
+    try {
+      const c = conn as unknown as {
+        addCommand(cmd: unknown): unknown;
+        config: unknown;
+        constructor: { createQuery(sql: string, v: unknown, cb: unknown, cfg: unknown): unknown };
+      };
+      const cmd = c.constructor.createQuery(
+        'SELECT @@wait_timeout AS w',
+        [],
+        (err: unknown, rows: Array<{ w: unknown }>) => {
+          clearTimeout(timer);
+          const seconds = Number(rows?.[0]?.w);
+          resolve(!err && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0);
+        },
+        c.config,
+      );
+      c.addCommand(cmd);
+    } catch {
+      clearTimeout(timer);
+      resolve(0);
+    }
+  });
+}
+
+/** Closes a connection for good: the polite COM_QUIT when it is healthy, a hard socket destroy
+ * when it is dead or when the polite way does not finish in `graceMs` (a black-holed peer never
+ * answers, and a half-closed socket would keep the process alive for ~15 minutes). */
+export function closeConnection(conn: PoolConnection, graceful: boolean, graceMs: number): void {
+  const c = conn as unknown as {
+    _pool: unknown;
+    _realEnd?: (cb: (err?: unknown) => void) => void;
+    stream?: Socket;
+  };
+  c._pool = null;
+  // Whatever happens from now on, a late socket error must not crash the process.
+  conn.on('error', noop);
+  const hardClose = (): void => {
+    try {
+      conn.destroy();
+    } catch {
+      /* already closed */
+    }
+    c.stream?.destroy();
+  };
+  if (!graceful || isUnusable(conn) || typeof c._realEnd !== 'function') {
+    hardClose();
+    return;
+  }
+  const timer = setTimeout(hardClose, graceMs);
+  timer.unref();
+  try {
+    c._realEnd.call(conn, () => {
+      clearTimeout(timer);
+      c.stream?.destroy();
+    });
+  } catch {
+    clearTimeout(timer);
+    hardClose();
+  }
+}
+
+function noop(): void {}
+
+// ---------------------------------------------------------------------------------------------
+// TCP socket options
+// ---------------------------------------------------------------------------------------------
+
+/** Socket-level settings applied to every pooled TCP connection. */
+export interface SocketSettings {
+  enableKeepAlive: boolean;
+  keepAliveInitialDelay: number;
+  keepAliveInterval: number;
+  keepAliveCount: number;
+  tcpUserTimeout: number;
+}
+
+interface NetKeepalive {
+  setKeepAliveInterval(socket: Socket, ms: number): boolean;
+  setKeepAliveProbes(socket: Socket, count: number): boolean;
+  setUserTimeout(socket: Socket, ms: number): boolean;
+  getKeepAliveInterval(socket: Socket): number;
+  getKeepAliveProbes(socket: Socket): number;
+  getUserTimeout(socket: Socket): number;
+}
+
+/** What this platform can set beyond Node's own `setKeepAlive`. */
+export interface SocketCapability {
+  /** TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT can be set. */
+  available: boolean;
+  /** Why not, when not. */
+  reason?: string;
+}
+
+let netKeepalive: NetKeepalive | null | undefined;
+let capability: SocketCapability | undefined;
+
+/**
+ * Loads the optional `net-keepalive` package once. It calls `setsockopt` through `ffi-rs`, whose
+ * prebuilt binaries ship inside npm packages, so no compiler is needed at install time. Where it
+ * cannot load (an unsupported platform, `--omit=optional`), the pool keeps working with Node's
+ * own keepalive and says so once through `debug`.
+ */
+export function socketCapability(): SocketCapability {
+  if (capability) return capability;
+  if (process.platform !== 'linux') {
+    capability = { available: false, reason: `TCP_USER_TIMEOUT is Linux-only (platform ${process.platform})` };
+  } else {
+    try {
+      const req = createRequire(import.meta.url);
+      netKeepalive = req('net-keepalive') as NetKeepalive;
+      capability = { available: true };
+    } catch (error) {
+      netKeepalive = null;
+      capability = {
+        available: false,
+        reason: `optional dependency net-keepalive could not be loaded (${(error as Error).message.split('\n')[0]})`,
+      };
+    }
+  }
+  if (!capability.available) {
+    debug(
+      'TCP_KEEPINTVL/TCP_KEEPCNT/TCP_USER_TIMEOUT not set: %s; falling back to Node keepalive only',
+      capability.reason,
+    );
+  }
+  return capability;
+}
+
+/** The socket of a connection when it is a TCP socket we may tune (not a unix socket or a
+ * user-supplied stream). */
+export function tcpSocketOf(conn: PoolConnection): Socket | undefined {
+  const stream = (conn as unknown as { stream?: Socket & { _handle?: { fd?: number } } }).stream;
+  if (!stream || typeof stream.setKeepAlive !== 'function') return undefined;
+  if (stream.remoteFamily !== 'IPv4' && stream.remoteFamily !== 'IPv6') return undefined;
+  const fd = stream._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  return stream;
+}
+
+/**
+ * Applies keepalive and user-timeout settings to a connected socket. mysql2 already called
+ * `setKeepAlive(true, keepAliveInitialDelay)` on connect (we pass our delay to it); Node then sets
+ * TCP_KEEPINTVL=1 s and TCP_KEEPCNT=10, which we override here so that one lost probe is not fatal
+ * and TCP_USER_TIMEOUT does not cut an idle connection short.
+ */
+export function applySocketSettings(conn: PoolConnection, s: SocketSettings): void {
+  const socket = tcpSocketOf(conn);
+  if (!socket) return;
+  if (!s.enableKeepAlive) return;
+  socket.setKeepAlive(true, s.keepAliveInitialDelay);
+  if (!socketCapability().available || !netKeepalive) return;
+  try {
+    netKeepalive.setKeepAliveInterval(socket, s.keepAliveInterval);
+    netKeepalive.setKeepAliveProbes(socket, s.keepAliveCount);
+    if (s.tcpUserTimeout > 0) netKeepalive.setUserTimeout(socket, s.tcpUserTimeout);
+  } catch (error) {
+    debug('setsockopt failed: %s', (error as Error).message);
+  }
+}
+
+/** Reads back what the kernel holds for a socket; `undefined` fields could not be read. */
+export function readSocketSettings(conn: PoolConnection): {
+  keepAliveInterval?: number;
+  keepAliveCount?: number;
+  tcpUserTimeout?: number;
+} {
+  const socket = tcpSocketOf(conn);
+  if (!socket || !socketCapability().available || !netKeepalive) return {};
+  try {
+    return {
+      keepAliveInterval: netKeepalive.getKeepAliveInterval(socket),
+      keepAliveCount: netKeepalive.getKeepAliveProbes(socket),
+      tcpUserTimeout: netKeepalive.getUserTimeout(socket),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/** `base` shortened by a random 0–`fraction` share, so that timers of connections created
+ * together do not fire in lockstep (HikariCP does the same for keepalive and max lifetime). */
+export function jitterDown(base: number, fraction: number, random: () => number = Math.random): number {
+  return Math.max(1, Math.round(base - base * fraction * random()));
+}
