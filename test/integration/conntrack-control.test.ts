@@ -175,6 +175,38 @@ describe('conntrack control: plain mysql2 through the rig', { skip, concurrency:
     });
   });
 
+  test('rig self-check: partition() black-holes a live connection (even in rst mode), heal() undoes it', async (t) => {
+    await withRig('rst', async (rig) => {
+      const args = ['--host', rig.host, '--port', String(rig.port), '--kind', 'connection'];
+      const { result: cut } = await runInNs<ScenarioResult>(
+        rig.clientNs,
+        SCENARIO,
+        [...args, '--idle-sec', '0', '--cap-ms', '2000', '--await-go'],
+        {
+          timeoutMs: RUN_TIMEOUT_MS,
+          onEvent: async (evt, reply) => {
+            if (evt.event === 'idle-done') {
+              await rig.partition();
+              reply('go');
+            }
+          },
+        },
+      );
+      await rig.heal();
+      const { result: healed } = await runInNs<ScenarioResult>(
+        rig.clientNs,
+        SCENARIO,
+        [...args, '--cap-ms', '2000'],
+        {
+          timeoutMs: RUN_TIMEOUT_MS,
+        },
+      );
+      t.diagnostic(JSON.stringify({ partitioned: cut.results, healed: healed.results }));
+      assert.equal(cut.results[0]?.hung, true, 'query during partition hangs (no RST)');
+      assert.equal(healed.results[0]?.ok, true, 'new connection works after heal');
+    });
+  });
+
   test('keepalive (1 s) keeps an idle mysql2 connection usable through the rig', async (t) => {
     await withRig('drop', async (rig) => {
       const { res, ct } = await runScenario(rig, [

@@ -290,86 +290,14 @@ function probeAvailability(): { ok: true } | { ok: false; reason: string } {
   try {
     step('ip netns add', 'ip', ['netns', 'add', ns]);
     const x = (args: string[]): string[] => ['netns', 'exec', ns, ...args];
-    step(
-      'iptables nat DNAT',
-      'ip',
-      x([
-        'iptables',
-        '-w',
-        '-t',
-        'nat',
-        '-A',
-        'OUTPUT',
-        '-d',
-        RIG_VIP,
-        '-p',
-        'tcp',
-        '--dport',
-        String(RIG_PORT),
-        '-j',
-        'DNAT',
-        '--to-destination',
-        `${RIG_DB_ADDR}:${RIG_PORT}`,
-      ]),
-    );
-    step(
-      'iptables conntrack match',
-      'ip',
-      x([
-        'iptables',
-        '-w',
-        '-A',
-        'INPUT',
-        '!',
-        '-i',
-        'lo',
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'INVALID',
-        '-j',
-        'DROP',
-      ]),
-    );
-    step(
-      'iptables REJECT tcp-reset',
-      'ip',
-      x([
-        'iptables',
-        '-w',
-        '-A',
-        'OUTPUT',
-        '-p',
-        'tcp',
-        '!',
-        '--tcp-flags',
-        'RST',
-        'RST',
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'INVALID',
-        '-j',
-        'REJECT',
-        '--reject-with',
-        'tcp-reset',
-      ]),
-    );
-    step(
-      'iptables raw table',
-      'ip',
-      x(['iptables', '-w', '-t', 'raw', '-A', 'OUTPUT', '-o', CLIENT_IF, '-j', 'DROP']),
-    );
+    // every rule either mode (and partition()) will need: missing xt modules show up here
+    const rules = [...new Set([...rigRules('drop'), ...rigRules('rst')])];
+    for (const r of PARTITION_RULES) rules.push(`-t ${r.table} -A ${r.chain} ${r.spec}`);
+    for (const rule of rules) step(`iptables ${rule}`, 'ip', x(['iptables', '-w', ...w(rule)]));
     step(
       'conntrack sysctls',
       'ip',
-      x([
-        'sysctl',
-        '-q',
-        '-w',
-        'net.netfilter.nf_conntrack_tcp_loose=0',
-        'net.netfilter.nf_conntrack_tcp_timeout_established=5',
-      ]),
+      x(['sysctl', '-q', '-w', `${SYSCTL_LOOSE}=0`, `${SYSCTL_EST}=5`]),
     );
     step('conntrack -L', 'ip', x(['conntrack', '-L']));
     return { ok: true };
@@ -433,6 +361,10 @@ function installExitHooks(): void {
 const SYSCTL_LOOSE = 'net.netfilter.nf_conntrack_tcp_loose';
 const SYSCTL_EST = 'net.netfilter.nf_conntrack_tcp_timeout_established';
 
+function writeOwnSysctl(name: string, value: string): void {
+  fs.writeFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, value);
+}
+
 function readOwnSysctl(name: string): string | null {
   try {
     return fs.readFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').trim();
@@ -473,6 +405,7 @@ function startForwarder(dbNs: string, socketPath: string): Promise<ChildProcess>
     '--socket',
     socketPath,
     '--exit-on-stdin-eof',
+    ...(process.env.RIG_VERBOSE ? ['--verbose'] : []),
   ]);
   const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
@@ -496,6 +429,7 @@ function startForwarder(dbNs: string, socketPath: string): Promise<ChildProcess>
     );
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       err += d;
+      if (process.env.RIG_VERBOSE) process.stderr.write(d);
     });
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
@@ -531,6 +465,38 @@ function stopForwarder(child: ChildProcess): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // rig
+
+/** Split a command line on whitespace (no argument of ours contains spaces). */
+function w(line: string): string[] {
+  return line.trim().split(/\s+/);
+}
+
+/**
+ * The iptables rules (arguments after `iptables -w`) installed in the client namespace, in order.
+ * INPUT drops INVALID except on lo: in rst mode the tcp-reset REJECT generates is delivered to the
+ * local socket through lo and is itself INVALID (a RST cannot create a conntrack entry), so a plain
+ * `-A INPUT -m conntrack --ctstate INVALID -j DROP` would eat it and rst mode would behave like drop.
+ */
+export function rigRules(mode: RigMode): string[] {
+  return [
+    `-t nat -A OUTPUT -d ${RIG_VIP} -p tcp --dport ${RIG_PORT} -j DNAT --to-destination ${RIG_DB_ADDR}:${RIG_PORT}`,
+    `-A INPUT ! -i lo -m conntrack --ctstate INVALID -j DROP`,
+    mode === 'drop'
+      ? `-A OUTPUT -m conntrack --ctstate INVALID -j DROP`
+      : `-A OUTPUT -p tcp ! --tcp-flags RST RST -m conntrack --ctstate INVALID -j REJECT --reject-with tcp-reset`,
+    `-A OUTPUT -d ${RIG_VIP} -j DROP`,
+  ];
+}
+
+/**
+ * partition(): inserted at the top of the raw table, i.e. before conntrack sees the packet, so
+ * partitioned packets do not refresh conntrack entries either (like an IPVS node that stops
+ * seeing the flow: a partition longer than idleTimeoutSec also makes conntrack forget the flow).
+ */
+const PARTITION_RULES = [
+  { table: 'raw', chain: 'PREROUTING', spec: `-i ${CLIENT_IF} -j DROP` },
+  { table: 'raw', chain: 'OUTPUT', spec: `-o ${CLIENT_IF} -j DROP` },
+];
 
 export async function createRig(opts: RigOptions): Promise<Rig> {
   const avail = rigAvailable();
@@ -576,143 +542,49 @@ export async function createRig(opts: RigOptions): Promise<Rig> {
 
   try {
     // --- namespaces and the veth pair (created directly inside them: nothing in the root ns)
-    await run('ip', ['netns', 'add', clientNs]);
-    await run('ip', ['netns', 'add', dbNs]);
-    await run('ip', [
-      'link',
-      'add',
-      CLIENT_IF,
-      'netns',
-      clientNs,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      DB_IF,
-      'netns',
-      dbNs,
-    ]);
-    await run('ip', [
-      '-n',
-      clientNs,
-      'addr',
-      'add',
-      `${RIG_CLIENT_ADDR}/${PREFIX_LEN}`,
-      'dev',
-      CLIENT_IF,
-    ]);
-    await run('ip', ['-n', dbNs, 'addr', 'add', `${RIG_DB_ADDR}/${PREFIX_LEN}`, 'dev', DB_IF]);
-    for (const [ns, dev] of [
-      [clientNs, CLIENT_IF],
-      [dbNs, DB_IF],
-      [clientNs, 'lo'],
-      [dbNs, 'lo'],
-    ] as const) {
-      await run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    }
+    await run('ip', w(`netns add ${clientNs}`));
+    await run('ip', w(`netns add ${dbNs}`));
+    await run(
+      'ip',
+      w(`link add ${CLIENT_IF} netns ${clientNs} type veth peer name ${DB_IF} netns ${dbNs}`),
+    );
+    await run('ip', w(`-n ${clientNs} addr add ${RIG_CLIENT_ADDR}/${PREFIX_LEN} dev ${CLIENT_IF}`));
+    await run('ip', w(`-n ${dbNs} addr add ${RIG_DB_ADDR}/${PREFIX_LEN} dev ${DB_IF}`));
+    await run('ip', w(`-n ${clientNs} link set ${CLIENT_IF} up`));
+    await run('ip', w(`-n ${dbNs} link set ${DB_IF} up`));
+    await run('ip', w(`-n ${clientNs} link set lo up`));
+    await run('ip', w(`-n ${dbNs} link set lo up`));
     // The VIP must be routable for connect() to get as far as nat/OUTPUT.
-    await run('ip', [
-      '-n',
-      clientNs,
-      'route',
-      'add',
-      `${RIG_VIP}/32`,
-      'via',
-      RIG_DB_ADDR,
-      'dev',
-      CLIENT_IF,
-    ]);
+    await run(
+      'ip',
+      w(`-n ${clientNs} route add ${RIG_VIP}/32 via ${RIG_DB_ADDR} dev ${CLIENT_IF}`),
+    );
 
     // --- conntrack sysctls, client ns only. They are per-netns on modern kernels; guard anyway:
     // if setting them inside the namespace changed OUR namespace's values, restore and refuse.
     const before = { loose: readOwnSysctl(SYSCTL_LOOSE), est: readOwnSysctl(SYSCTL_EST) };
-    await nsExec(clientNs, 'sysctl', [
-      '-q',
-      '-w',
-      `${SYSCTL_LOOSE}=0`,
-      `${SYSCTL_EST}=${opts.idleTimeoutSec}`,
-    ]);
+    await nsExec(
+      clientNs,
+      'sysctl',
+      w(`-q -w ${SYSCTL_LOOSE}=0 ${SYSCTL_EST}=${opts.idleTimeoutSec}`),
+    );
     const after = { loose: readOwnSysctl(SYSCTL_LOOSE), est: readOwnSysctl(SYSCTL_EST) };
     if (before.loose !== after.loose || before.est !== after.est) {
-      if (before.loose !== null)
-        fs.writeFileSync(`/proc/sys/${SYSCTL_LOOSE.replace(/\./g, '/')}`, before.loose);
-      if (before.est !== null)
-        fs.writeFileSync(`/proc/sys/${SYSCTL_EST.replace(/\./g, '/')}`, before.est);
+      if (before.loose !== null) writeOwnSysctl(SYSCTL_LOOSE, before.loose);
+      if (before.est !== null) writeOwnSysctl(SYSCTL_EST, before.est);
       throw new Error(
         'conntrack sysctls are not per-network-namespace on this kernel; refusing to change the host',
       );
     }
-    const got = (await nsExec(clientNs, 'sysctl', ['-n', SYSCTL_LOOSE, SYSCTL_EST]))
+    const got = (await nsExec(clientNs, 'sysctl', w(`-n ${SYSCTL_LOOSE} ${SYSCTL_EST}`)))
       .trim()
       .split(/\s+/);
     if (got[0] !== '0' || got[1] !== String(opts.idleTimeoutSec)) {
       throw new Error(`client ns sysctls did not stick: ${got.join(' ')}`);
     }
 
-    // --- iptables in the client ns (see RIG.md for the exact rule set)
-    await ipt(clientNs, [
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-d',
-      RIG_VIP,
-      '-p',
-      'tcp',
-      '--dport',
-      String(RIG_PORT),
-      '-j',
-      'DNAT',
-      '--to-destination',
-      `${RIG_DB_ADDR}:${RIG_PORT}`,
-    ]);
-    // INPUT: drop INVALID, except what arrives on lo: that is the tcp-reset REJECT generates
-    // locally in rst mode (itself INVALID: a RST cannot create a conntrack entry).
-    await ipt(clientNs, [
-      '-A',
-      'INPUT',
-      '!',
-      '-i',
-      'lo',
-      '-m',
-      'conntrack',
-      '--ctstate',
-      'INVALID',
-      '-j',
-      'DROP',
-    ]);
-    if (opts.mode === 'drop') {
-      await ipt(clientNs, [
-        '-A',
-        'OUTPUT',
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'INVALID',
-        '-j',
-        'DROP',
-      ]);
-    } else {
-      await ipt(clientNs, [
-        '-A',
-        'OUTPUT',
-        '-p',
-        'tcp',
-        '!',
-        '--tcp-flags',
-        'RST',
-        'RST',
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'INVALID',
-        '-j',
-        'REJECT',
-        '--reject-with',
-        'tcp-reset',
-      ]);
-    }
-    await ipt(clientNs, ['-A', 'OUTPUT', '-d', RIG_VIP, '-j', 'DROP']);
+    // --- iptables in the client ns (the exact rule set is documented in RIG.md)
+    for (const rule of rigRules(opts.mode)) await ipt(clientNs, w(rule));
 
     // --- forwarder in the db ns; ready = its ready line on stdout
     l.forwarder = await startForwarder(dbNs, socketPath);
@@ -720,11 +592,6 @@ export async function createRig(opts: RigOptions): Promise<Rig> {
     await close().catch(() => {});
     throw e;
   }
-
-  const partitionRules: { table: string; chain: string; spec: string[] }[] = [
-    { table: 'raw', chain: 'PREROUTING', spec: ['-i', CLIENT_IF, '-j', 'DROP'] },
-    { table: 'raw', chain: 'OUTPUT', spec: ['-o', CLIENT_IF, '-j', 'DROP'] },
-  ];
 
   const rig: Rig = {
     clientNs,
@@ -737,30 +604,26 @@ export async function createRig(opts: RigOptions): Promise<Rig> {
     async partition() {
       if (closing) throw new Error('rig is closed');
       if (partitioned) return;
-      // raw table: before conntrack, so partitioned packets do not refresh conntrack entries
-      // either, exactly like an IPVS node that stops seeing the flow.
-      for (const r of partitionRules)
-        await ipt(clientNs, ['-t', r.table, '-I', r.chain, '1', ...r.spec]);
+      for (const r of PARTITION_RULES) {
+        await ipt(clientNs, w(`-t ${r.table} -I ${r.chain} 1 ${r.spec}`));
+      }
       partitioned = true;
     },
     async heal() {
       if (closing) throw new Error('rig is closed');
       if (!partitioned) return;
-      for (const r of partitionRules)
-        await ipt(clientNs, ['-t', r.table, '-D', r.chain, ...r.spec]);
+      for (const r of PARTITION_RULES) {
+        await ipt(clientNs, w(`-t ${r.table} -D ${r.chain} ${r.spec}`));
+      }
       partitioned = false;
     },
     async conntrackEntries() {
       if (closing) throw new Error('rig is closed');
-      const out = await nsExec(clientNs, 'conntrack', [
-        '-L',
-        '-p',
-        'tcp',
-        '--orig-dst',
-        RIG_VIP,
-        '--orig-port-dst',
-        String(RIG_PORT),
-      ]);
+      const out = await nsExec(
+        clientNs,
+        'conntrack',
+        w(`-L -p tcp --orig-dst ${RIG_VIP} --orig-port-dst ${RIG_PORT}`),
+      );
       return out.split('\n').filter((line) => line.trim().length > 0).length;
     },
     close,
