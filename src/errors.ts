@@ -69,6 +69,13 @@ export const SECRET_OPTIONS: ReadonlySet<string> = new Set([
 
 const RESERVED_PROPS = new Set(['name', 'message', 'stack', 'cause', 'code']);
 
+/** mysql2's own pool messages, kept verbatim so that code which matched them keeps working. */
+const MYSQL2_MESSAGES: ReadonlySet<string> = new Set([
+  'Pool is closed.',
+  'Queue limit reached.',
+  'No connections available.',
+]);
+
 /**
  * Base class of every error raised by this library.
  *
@@ -93,7 +100,7 @@ export class PoolError extends Error {
    */
   constructor(code: PoolErrorCode, message: string, options: PoolErrorOptions = {}) {
     super(
-      message.startsWith(PREFIX) ? message : PREFIX + message,
+      message.startsWith(PREFIX) || MYSQL2_MESSAGES.has(message) ? message : PREFIX + message,
       'cause' in options ? { cause: options.cause } : undefined,
     );
     this.code = code;

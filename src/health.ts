@@ -239,7 +239,10 @@ let capability: SocketCapability | undefined;
 export function socketCapability(): SocketCapability {
   if (capability) return capability;
   if (process.platform !== 'linux') {
-    capability = { available: false, reason: `TCP_USER_TIMEOUT is Linux-only (platform ${process.platform})` };
+    capability = {
+      available: false,
+      reason: `TCP_USER_TIMEOUT is Linux-only (platform ${process.platform})`,
+    };
   } else {
     try {
       const req = createRequire(import.meta.url);
@@ -315,6 +318,10 @@ export function readSocketSettings(conn: PoolConnection): {
 
 /** `base` shortened by a random 0–`fraction` share, so that timers of connections created
  * together do not fire in lockstep (HikariCP does the same for keepalive and max lifetime). */
-export function jitterDown(base: number, fraction: number, random: () => number = Math.random): number {
+export function jitterDown(
+  base: number,
+  fraction: number,
+  random: () => number = Math.random,
+): number {
   return Math.max(1, Math.round(base - base * fraction * random()));
 }

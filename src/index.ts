@@ -7,12 +7,7 @@
 import type { Pool as Mysql2Pool, PoolConnection } from 'mysql2';
 import type { KeepalivePoolOptions, ResolvedConfig } from './config.js';
 import { KeepalivePool } from './pool.js';
-import type {
-  DeadConnectionEvent,
-  EvictedConnectionEvent,
-  PoolState,
-  PoolStats,
-} from './pool.js';
+import type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './pool.js';
 
 export { KeepalivePool } from './pool.js';
 export type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './pool.js';
@@ -55,11 +50,17 @@ export interface Pool extends Mysql2Pool {
   /** A connection left the pool. */
   on(event: 'evicted', listener: (event: EvictedConnectionEvent) => any): this;
   /** A caller waited acquireTimeout ms without getting a connection. */
-  on(event: 'acquireTimeout', listener: (event: { waitedMs: number; poolState: PoolState }) => any): this;
+  on(
+    event: 'acquireTimeout',
+    listener: (event: { waitedMs: number; poolState: PoolState }) => any,
+  ): this;
   /** A connection has been held longer than leakDetectionThreshold. */
   on(event: 'leak', listener: (event: LeakEvent) => any): this;
   /** A connection reported by `leak` was released after all. */
-  on(event: 'leakReleased', listener: (event: { threadId: number | null; heldMs: number }) => any): this;
+  on(
+    event: 'leakReleased',
+    listener: (event: { threadId: number | null; heldMs: number }) => any,
+  ): this;
 }
 
 /**

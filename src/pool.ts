@@ -29,11 +29,14 @@ import type { DeadReason, RetireReason } from './health.js';
 const debug = createDebug('mysql2-keepalive-pool:pool');
 
 /** mysql2's internal classes we build on; their shapes are stable across mysql2 3.x. */
-const PoolConnectionClass = (mysql as unknown as { PoolConnection: new (pool: unknown, opts: unknown) => PoolConnection })
-  .PoolConnection;
-const ConnectionConfigClass = (mysql as unknown as { ConnectionConfig: new (opts: unknown) => MysqlConnectionConfig })
-  .ConnectionConfig;
-const createQuery = (mysql as unknown as { createQuery: (...args: unknown[]) => MysqlQuery }).createQuery;
+const PoolConnectionClass = (
+  mysql as unknown as { PoolConnection: new (pool: unknown, opts: unknown) => PoolConnection }
+).PoolConnection;
+const ConnectionConfigClass = (
+  mysql as unknown as { ConnectionConfig: new (opts: unknown) => MysqlConnectionConfig }
+).ConnectionConfig;
+const createQuery = (mysql as unknown as { createQuery: (...args: unknown[]) => MysqlQuery })
+  .createQuery;
 
 interface MysqlConnectionConfig {
   [key: string]: unknown;
@@ -47,9 +50,6 @@ interface MysqlQuery extends EventEmitter {
   onResult?: (err: unknown, rows?: unknown, fields?: unknown) => void;
   namedPlaceholders?: boolean;
 }
-
-/** Ids of the pools created in this process, for default names. */
-let poolCounter = 0;
 
 /** How long a polite COM_QUIT may take before the socket is simply destroyed. */
 const QUIT_GRACE_MS = 1000;
@@ -224,11 +224,16 @@ export class KeepalivePool extends EventEmitter {
       resetOnRelease: cfg.resetOnRelease,
     };
     for (const warning of cfg.warnings) {
-      process.emitWarning(`mysql2-keepalive-pool: ${warning}`, { code: 'MYSQL2_KEEPALIVE_POOL_CONFIG' });
+      process.emitWarning(`mysql2-keepalive-pool: ${warning}`, {
+        code: 'MYSQL2_KEEPALIVE_POOL_CONFIG',
+      });
     }
     this.#queue = new WithdrawableQueue(1);
-    const GenericPool = (genericPool as unknown as { Pool: new (...args: unknown[]) => genericPool.Pool<PoolConnection> })
-      .Pool;
+    const GenericPool = (
+      genericPool as unknown as {
+        Pool: new (...args: unknown[]) => genericPool.Pool<PoolConnection>;
+      }
+    ).Pool;
     // The queue class is injected through the constructor: generic-pool calls `new PriorityQueue(n)`.
     const queue = this.#queue;
     const QueueFactory = function () {
@@ -276,7 +281,9 @@ export class KeepalivePool extends EventEmitter {
   // -------------------------------------------------------------------------------------------
 
   /** Borrows a connection (mysql2 semantics): validated if it idled past the skip window. */
-  getConnection(callback: (err: NodeJS.ErrnoException | null, connection: PoolConnection) => void): void {
+  getConnection(
+    callback: (err: NodeJS.ErrnoException | null, connection: PoolConnection) => void,
+  ): void {
     const cb = callback as (err: Error | null, conn?: PoolConnection) => void;
     if (this._closed) {
       process.nextTick(cb, this.#closedError());
@@ -286,13 +293,20 @@ export class KeepalivePool extends EventEmitter {
     const mustWait = gp.available < 1 && gp.spareResourceCapacity < 1;
     if (mustWait) {
       if (!this.config.waitForConnections) {
-        process.nextTick(cb, new PoolError('POOL_NO_CONNECTIONS', 'No connections available.', { details: { poolState: this.state() } }));
+        process.nextTick(
+          cb,
+          new PoolError('POOL_NO_CONNECTIONS', 'No connections available.', {
+            details: { poolState: this.state() },
+          }),
+        );
         return;
       }
       if (this.config.queueLimit > 0 && this.#waiters.size >= this.config.queueLimit) {
         process.nextTick(
           cb,
-          new PoolError('POOL_QUEUE_LIMIT', 'Queue limit reached.', { details: { poolState: this.state() } }),
+          new PoolError('POOL_QUEUE_LIMIT', 'Queue limit reached.', {
+            details: { poolState: this.state() },
+          }),
         );
         return;
       }
@@ -317,7 +331,8 @@ export class KeepalivePool extends EventEmitter {
     // it too: AsyncLocalStorage stays correct across a wait in the queue.
     acquired.then(
       (conn) => this.#handOver(waiter, conn),
-      (err: unknown) => this.#settle(waiter, err instanceof WithdrawnRequest ? err.reason : asError(err)),
+      (err: unknown) =>
+        this.#settle(waiter, err instanceof WithdrawnRequest ? err.reason : asError(err)),
     );
   }
 
@@ -516,7 +531,10 @@ export class KeepalivePool extends EventEmitter {
       this.#stats.destroyed++;
       const reason = rec.dead ?? rec.retired ?? 'destroyed';
       debug('%s: connection %d closed (%s)', this.name, rec.id, reason);
-      this.emit('evicted', { threadId: conn.threadId ?? null, reason } satisfies EvictedConnectionEvent);
+      this.emit('evicted', {
+        threadId: conn.threadId ?? null,
+        reason,
+      } satisfies EvictedConnectionEvent);
       closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
     } else {
       closeConnection(conn, false, 0);
@@ -578,7 +596,12 @@ export class KeepalivePool extends EventEmitter {
    * reconnect costs one handshake while a stale ping costs a whole validationTimeout. So a burst
    * or a run of callers pays the discovery about once, not once per connection.
    */
-  #foundDead(rec: ConnectionRecord, reason: DeadReason, now: number, idleMs = rec.idleFor(now)): void {
+  #foundDead(
+    rec: ConnectionRecord,
+    reason: DeadReason,
+    now: number,
+    idleMs = rec.idleFor(now),
+  ): void {
     if (!rec.markDead(reason)) return;
     this.#countDead(rec, reason, idleMs);
     if (reason === 'socket-end' || reason === 'socket-error' || reason === 'suspect') return;
@@ -593,7 +616,12 @@ export class KeepalivePool extends EventEmitter {
       }
     }
     if (suspects > 0) {
-      debug('%s: %d idle connection(s) idle >= %d ms retired as suspects', this.name, suspects, threshold);
+      debug(
+        '%s: %d idle connection(s) idle >= %d ms retired as suspects',
+        this.name,
+        suspects,
+        threshold,
+      );
     }
     this.#evictNow();
   }
@@ -607,7 +635,11 @@ export class KeepalivePool extends EventEmitter {
       s.deadIdleMsMin = s.deadIdleMsMin === null ? idleMs : Math.min(s.deadIdleMsMin, idleMs);
     }
     debug('%s: connection %d found dead (%s) after %d ms idle', this.name, rec.id, reason, idleMs);
-    this.emit('dead', { threadId: rec.conn.threadId ?? null, reason, idleMs } satisfies DeadConnectionEvent);
+    this.emit('dead', {
+      threadId: rec.conn.threadId ?? null,
+      reason,
+      idleMs,
+    } satisfies DeadConnectionEvent);
   }
 
   /** Removes dead and retired idle connections from generic-pool's available list right away. */
@@ -643,7 +675,8 @@ export class KeepalivePool extends EventEmitter {
    * wait_timeout so the server never closes an idle pooled connection on its own. */
   #pingPeriod(rec: ConnectionRecord): number {
     const interval = this.options.idlePingInterval;
-    if (rec.serverWaitTimeoutMs > 0) return Math.min(interval, Math.floor(rec.serverWaitTimeoutMs * 0.8));
+    if (rec.serverWaitTimeoutMs > 0)
+      return Math.min(interval, Math.floor(rec.serverWaitTimeoutMs * 0.8));
     return interval;
   }
 
@@ -682,7 +715,13 @@ export class KeepalivePool extends EventEmitter {
       if (!rec.borrowed) return;
       rec.leakReported = true;
       const heldMs = Date.now() - rec.borrowedAt;
-      debug('%s: possible leak: connection %d held for %d ms; acquired at %s', this.name, rec.id, heldMs, stack);
+      debug(
+        '%s: possible leak: connection %d held for %d ms; acquired at %s',
+        this.name,
+        rec.id,
+        heldMs,
+        stack,
+      );
       this.emit('leak', { threadId: rec.conn.threadId ?? null, heldMs, stack });
     }, this.options.leakDetectionThreshold);
     rec.leakTimer.unref();
@@ -694,13 +733,17 @@ export class KeepalivePool extends EventEmitter {
     if (this._closed) return;
     const now = Date.now();
     const o = this.options;
-    const idle = [...this.#records.values()].filter((r) => !r.borrowed && !r.pinging && !r.dead && !r.retired);
+    const idle = [...this.#records.values()].filter(
+      (r) => !r.borrowed && !r.pinging && !r.dead && !r.retired,
+    );
     for (const rec of idle) {
       if (rec.retireAt > 0 && now >= rec.retireAt) rec.retired = 'max-lifetime';
     }
     if (o.maxIdle < o.connectionLimit) {
       // Oldest release first, like mysql2's free list.
-      const live = idle.filter((r) => !r.retired).sort((a, b) => a.lastReleasedAt - b.lastReleasedAt);
+      const live = idle
+        .filter((r) => !r.retired)
+        .sort((a, b) => a.lastReleasedAt - b.lastReleasedAt);
       let count = live.length;
       for (const rec of live) {
         if (count <= o.minIdle) break;
@@ -778,7 +821,10 @@ export class KeepalivePool extends EventEmitter {
    * anything was written to it, the command cannot have reached the server, so it is retried once
    * on another connection. Anything that fails after the write is never retried here.
    */
-  #withSendableConnection(fail: (err: unknown) => void, send: (conn: PoolConnection) => void): void {
+  #withSendableConnection(
+    fail: (err: unknown) => void,
+    send: (conn: PoolConnection) => void,
+  ): void {
     const attempt = (retriesLeft: number): void => {
       this.getConnection((err, conn) => {
         if (err) {
@@ -848,7 +894,8 @@ export class KeepalivePool extends EventEmitter {
       const conn = rec.conn;
       closing.push(
         new Promise<void>((resolve) => {
-          const stream = (conn as unknown as { stream?: EventEmitter & { destroyed?: boolean } }).stream;
+          const stream = (conn as unknown as { stream?: EventEmitter & { destroyed?: boolean } })
+            .stream;
           if (!stream || stream.destroyed) return resolve();
           stream.once('close', () => resolve());
         }),
@@ -874,7 +921,8 @@ export class KeepalivePool extends EventEmitter {
       active,
       idle: gp.available,
       waiting: this.#waiters.size,
-      pending: (gp as unknown as { _factoryCreateOperations: Set<unknown> })._factoryCreateOperations.size,
+      pending: (gp as unknown as { _factoryCreateOperations: Set<unknown> })
+        ._factoryCreateOperations.size,
     };
   }
 
@@ -917,7 +965,9 @@ export class KeepalivePool extends EventEmitter {
   /** A mysql2/promise Pool over this pool (mysql2's own PromisePool class). */
   promise(promiseImpl?: PromiseConstructor): PromisePool {
     const PromisePoolClass = (
-      mysqlPromise as unknown as { PromisePool: new (pool: unknown, p?: PromiseConstructor) => PromisePool }
+      mysqlPromise as unknown as {
+        PromisePool: new (pool: unknown, p?: PromiseConstructor) => PromisePool;
+      }
     ).PromisePool;
     return new PromisePoolClass(this, promiseImpl ?? Promise);
   }
@@ -943,17 +993,26 @@ export class KeepalivePool extends EventEmitter {
   }
 }
 
-function unwrapConnection(connection: PoolConnection | { connection: PoolConnection }): PoolConnection {
+function unwrapConnection(
+  connection: PoolConnection | { connection: PoolConnection },
+): PoolConnection {
   // mysql2's PromisePool.releaseConnection passes a PromisePoolConnection.
   const inner = (connection as { connection?: PoolConnection }).connection;
-  return inner && typeof inner === 'object' && 'threadId' in inner ? inner : (connection as PoolConnection);
+  return inner && typeof inner === 'object' && 'threadId' in inner
+    ? inner
+    : (connection as PoolConnection);
 }
 
 /** Password fields stay readable for mysql2 but out of `util.inspect`, JSON and logs. */
 function hideSecrets(config: MysqlConnectionConfig): void {
   for (const key of ['password', 'password1', 'password2', 'password3', 'passwordSha1']) {
     if (key in config) {
-      Object.defineProperty(config, key, { value: config[key], enumerable: false, writable: true, configurable: true });
+      Object.defineProperty(config, key, {
+        value: config[key],
+        enumerable: false,
+        writable: true,
+        configurable: true,
+      });
     }
   }
 }

@@ -30,6 +30,5 @@ export interface Pool extends Mysql2PromisePool {
  */
 export function createPool(options?: KeepalivePoolOptions | string): Pool {
   const core = createCallbackPool(options);
-  const Ctor = (options as { Promise?: PromiseConstructor } | undefined)?.Promise;
-  return core.promise(typeof options === 'object' && Ctor ? Ctor : Promise) as unknown as Pool;
+  return core.promise(core.options.promiseImpl ?? Promise) as unknown as Pool;
 }

@@ -56,10 +56,17 @@ test('end() leaves no timer or socket behind', async () => {
 });
 
 test('the test runner fails a file that leaves a promise rejection unhandled', () => {
-  const res = spawnSync(node, ['--import', 'tsx', '--test', 'test/fixtures/unhandled-rejection.test.ts'], {
-    encoding: 'utf8',
-    timeout: 30000,
-  });
+  // Without NODE_TEST_CONTEXT the child is a top-level run with its own exit code, as in CI.
+  const { NODE_TEST_CONTEXT: _ignored, ...env } = process.env;
+  const res = spawnSync(
+    node,
+    ['--import', 'tsx', '--test', 'test/fixtures/unhandled-rejection.test.ts'],
+    {
+      encoding: 'utf8',
+      timeout: 30000,
+      env,
+    },
+  );
   assert.notEqual(res.status, 0);
   assert.match(res.stdout + res.stderr, /nobody handles me/);
 });

@@ -25,7 +25,11 @@ after(async () => {
 function getConn(p: Pool): Promise<PoolConnection> {
   return new Promise((resolve, reject) => p.getConnection((e, c) => (e ? reject(e) : resolve(c))));
 }
-function q<T = RowDataPacket[]>(c: Pool | PoolConnection, sql: string, values?: unknown[]): Promise<T> {
+function q<T = RowDataPacket[]>(
+  c: Pool | PoolConnection,
+  sql: string,
+  values?: unknown[],
+): Promise<T> {
   return new Promise((resolve, reject) =>
     (c.query as (...a: unknown[]) => unknown)(sql, values ?? [], (e: unknown, rows: T) =>
       e ? reject(e) : resolve(rows),
@@ -43,9 +47,10 @@ describe('callback pool', () => {
     const rows = await q(p, 'SELECT 1 + ? AS n', [41]);
     assert.equal(rows[0]!.n, 42);
     const query = p.query('SELECT 7 AS n');
+    const ended = once(query, 'end');
     const [row] = (await once(query, 'result')) as [RowDataPacket];
     assert.equal(row.n, 7);
-    await once(query, 'end');
+    await ended;
   });
 
   test('query().stream() streams rows', async () => {
@@ -70,7 +75,9 @@ describe('callback pool', () => {
   test('connections are genuine mysql2 PoolConnections, with .promise()', async () => {
     const p = pool();
     const c = await getConn(p);
-    assert.ok(c instanceof (mysql as unknown as { PoolConnection: new () => unknown }).PoolConnection);
+    assert.ok(
+      c instanceof (mysql as unknown as { PoolConnection: new () => unknown }).PoolConnection,
+    );
     const [rows] = await c.promise().query<RowDataPacket[]>('SELECT 3 AS n');
     assert.equal(rows[0]!.n, 3);
     c.release();
@@ -97,7 +104,7 @@ describe('callback pool', () => {
     assert.equal(p.state().total, 2);
   });
 
-  test('queueLimit rejects the caller beyond it with mysql2\'s message', async () => {
+  test("queueLimit rejects the caller beyond it with mysql2's message", async () => {
     const p = pool({ connectionLimit: 1, queueLimit: 1 });
     const a = await getConn(p);
     const queued = getConn(p);
@@ -193,8 +200,9 @@ describe('callback pool', () => {
     const p = pool();
     const c = await getConn(p);
     await new Promise<void>((r, j) =>
-      c.changeUser({ user: dbOptions().user, password: dbOptions().password, database: 'test' }, (e) =>
-        e ? j(e) : r(),
+      c.changeUser(
+        { user: dbOptions().user, password: dbOptions().password, database: 'test' },
+        (e) => (e ? j(e) : r()),
       ),
     );
     const rows = await q(c, 'SELECT DATABASE() AS db');
@@ -214,7 +222,10 @@ describe('callback pool', () => {
     const borrowed = await getConn(p);
     const waiter = getConn(p);
     const ended = new Promise<void>((r) => p.end(() => r()));
-    await assert.rejects(waiter, (e: PoolError) => e.code === 'POOL_CLOSED' && e.message === 'Pool is closed.');
+    await assert.rejects(
+      waiter,
+      (e: PoolError) => e.code === 'POOL_CLOSED' && e.message === 'Pool is closed.',
+    );
     await ended;
     await assert.rejects(q(borrowed, 'SELECT 1'));
     await assert.rejects(getConn(p), /Pool is closed/);

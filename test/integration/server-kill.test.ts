@@ -46,7 +46,12 @@ test('KILLed idle connections leave the pool at once and callers never see them'
 
 test('a killed connection caught by checkout validation is replaced silently', async () => {
   // validationSkipWindow 0: every checkout pings, so the ping (not the socket event) finds it.
-  const pool = createPool({ ...dbOptions(), connectionLimit: 1, idlePingInterval: 0, validationSkipWindow: 0 });
+  const pool = createPool({
+    ...dbOptions(),
+    connectionLimit: 1,
+    idlePingInterval: 0,
+    validationSkipWindow: 0,
+  });
   try {
     const [id] = await warm(pool, 1);
     const conn = await getConn(pool);
@@ -70,11 +75,17 @@ test('the server wait_timeout never closes an idle pooled connection: pings stay
   const pool = createPool({ ...dbOptions(), connectionLimit: 2, idlePingInterval: 60000 });
   try {
     const [id] = await warm(pool, 1);
-    const evicted = new Promise<string>((resolve) => pool.once('evicted', () => resolve('evicted')));
+    const evicted = new Promise<string>((resolve) =>
+      pool.once('evicted', () => resolve('evicted')),
+    );
     const idled = new Promise<string>((resolve) => setTimeout(() => resolve('idled'), 3500));
     assert.equal(await Promise.race([evicted, idled]), 'idled');
     const [rows] = await pool.promise().query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
-    assert.equal(Number(rows[0]!.id), id, 'the same connection survived 3.5 s idle with wait_timeout=2');
+    assert.equal(
+      Number(rows[0]!.id),
+      id,
+      'the same connection survived 3.5 s idle with wait_timeout=2',
+    );
     assert.ok(pool.stats().idlePings >= 1);
     assert.equal(pool.stats().destroyed, 0);
   } finally {
