@@ -438,6 +438,9 @@ export class KeepalivePool extends EventEmitter {
       void this.#gp.destroy(conn).catch(noop);
       return;
     }
+    // A ping is in flight: its verdict (which this socket failure will produce at once) records
+    // the death, with the right reason and the suspect sweep.
+    if (rec.pinging) return;
     // An idle connection whose socket ended or failed leaves the pool now, not at the next borrow.
     const reason: DeadReason = (conn as unknown as { _fatalError?: unknown })._fatalError
       ? 'socket-error'
@@ -549,7 +552,11 @@ export class KeepalivePool extends EventEmitter {
   #validate(conn: PoolConnection): Promise<boolean> {
     const rec = this.#records.get(conn);
     if (!rec || rec.dead || rec.retired || isUnusable(conn)) return Promise.resolve(false);
-    if (rec.pinging) return rec.pinging;
+    if (rec.pinging) {
+      // An idle ping is running: wait for its verdict rather than racing it.
+      holdsProcess(conn, true);
+      return rec.pinging;
+    }
     const now = Date.now();
     if (rec.retireAt > 0 && now >= rec.retireAt) {
       rec.retired = 'max-lifetime';
