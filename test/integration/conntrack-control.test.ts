@@ -11,104 +11,26 @@
  * Needs root + iptables + netns. If the rig is unavailable this file FAILS under CI and is skipped
  * (loudly) elsewhere.
  */
-import { describe, test, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRig, rigAvailable, type Rig, type RigMode } from '../support/rig.js';
 import { runInNs } from '../support/ns-run.js';
+import {
+  RIG_CAP_MS as CAP_MS,
+  RIG_IDLE_FOR_SEC as IDLE_FOR_SEC,
+  RUN_TIMEOUT_MS,
+  SCENARIO,
+  rigHarness,
+  rigSkip,
+  runScenario,
+  summary,
+} from '../support/rig-harness.js';
 import type { ScenarioResult } from '../support/scenarios/idle-then-query.js';
 
-const IDLE_SEC = 3; // conntrack established timeout in the client namespace
-const IDLE_FOR_SEC = IDLE_SEC + 3; // how long the pool sits idle
-const CAP_MS = 6000; // a query not answered within this is "hung"
 const CONCURRENCY = 4;
-const SCENARIO = 'test/support/scenarios/idle-then-query.ts';
-const RUN_TIMEOUT_MS = IDLE_FOR_SEC * 1000 + 2 * CAP_MS + 20_000;
 
-const ci = (process.env.CI ?? '').toLowerCase();
-const inCI = ci !== '' && ci !== '0' && ci !== 'false';
-const avail = rigAvailable();
-if (!avail.ok) {
-  process.stderr.write(
-    `\n*** conntrack rig unavailable: ${avail.reason}\n*** ${inCI ? 'CI=true: conntrack-control tests will FAIL' : 'not CI: skipping conntrack-control tests'}\n\n`,
-  );
-}
 // Under CI never skip: createRig() then throws with the reason and every test fails.
-const skip = !avail.ok && !inCI ? `conntrack rig unavailable: ${avail.reason}` : false;
-
-const rigs = new Set<Rig>();
-after(async () => {
-  await Promise.all([...rigs].map((r) => r.close()));
-});
-
-async function withRig<T>(mode: RigMode, fn: (rig: Rig) => Promise<T>): Promise<T> {
-  const rig = await createRig({ mode, idleTimeoutSec: IDLE_SEC });
-  rigs.add(rig);
-  try {
-    return await fn(rig);
-  } finally {
-    await rig.close();
-    rigs.delete(rig);
-  }
-}
-
-interface Observed {
-  atWarm: number | null;
-  atIdleDone: number | null;
-}
-
-/** Run the scenario in the rig's client ns; record conntrack entries right after warm-up and idle. */
-async function runScenario(
-  rig: Rig,
-  extra: string[],
-): Promise<{ res: ScenarioResult; ct: Observed }> {
-  const ct: Observed = { atWarm: null, atIdleDone: null };
-  const { result } = await runInNs<ScenarioResult>(
-    rig.clientNs,
-    SCENARIO,
-    [
-      '--module',
-      'mysql2',
-      '--host',
-      rig.host,
-      '--port',
-      String(rig.port),
-      '--idle-sec',
-      String(IDLE_FOR_SEC),
-      '--cap-ms',
-      String(CAP_MS),
-      '--await-go',
-      ...extra,
-    ],
-    {
-      timeoutMs: RUN_TIMEOUT_MS,
-      onEvent: async (evt, reply) => {
-        if (evt.event === 'warm') ct.atWarm = await rig.conntrackEntries();
-        if (evt.event === 'idle-done') {
-          ct.atIdleDone = await rig.conntrackEntries();
-          reply('go');
-        }
-      },
-    },
-  );
-  return { res: result, ct };
-}
-
-function summary(res: ScenarioResult, ct: Observed): string {
-  return JSON.stringify({
-    conntrack: ct,
-    warmup: res.warmup,
-    ticks: res.ticks,
-    results: res.results.map((r) => ({
-      ok: r.ok,
-      ms: r.ms,
-      errorCode: r.errorCode,
-      hung: r.hung,
-      fatal: r.fatal,
-      reused: r.reused,
-    })),
-    timings: res.timings,
-  });
-}
+const skip = rigSkip('conntrack-control');
+const { withRig } = rigHarness();
 
 describe('conntrack control: plain mysql2 through the rig', { skip, concurrency: true }, () => {
   test('drop mode: every query on an idle pooled connection hangs', async (t) => {

@@ -23,7 +23,13 @@
  *   --final query|get        final round via pool.query (default) or getConnection+query+release
  *   --await-go               after the idle period emit event "idle-done" and wait for a line on
  *                            stdin before the final round (lets a test inspect/alter the rig)
+ *   --sequential             final round: the N callers run one after another (each starts when
+ *                            the previous one has its answer) instead of concurrently
+ *
+ * When the pool has a `stats()` method (our pool does, mysql2's does not), the result carries its
+ * value after the final round as `stats`.
  */
+import fs from 'node:fs';
 import readline from 'node:readline';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -57,7 +63,11 @@ export interface ScenarioResult {
   ticks: { rounds: number; failures: QueryOutcome[] };
   results: QueryOutcome[];
   connectionErrors: { atMs: number; code: string | null; message: string }[];
+  /** Final round: 'concurrent' (default) or 'sequential'. */
+  finalMode: 'concurrent' | 'sequential';
   timings: { warmupMs: number; idleMs: number; finalMs: number; totalMs: number };
+  /** `pool.stats()` after the final round, when the pool has it (kind pool only). */
+  stats?: unknown;
 }
 
 interface Args {
@@ -76,6 +86,7 @@ interface Args {
   query: string;
   final: 'query' | 'get';
   awaitGo: boolean;
+  sequential: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -95,6 +106,7 @@ function parseArgs(argv: string[]): Args {
     query: 'SELECT 1 AS one, CONNECTION_ID() AS cid',
     final: 'query',
     awaitGo: false,
+    sequential: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -160,6 +172,9 @@ function parseArgs(argv: string[]): Args {
       case '--await-go':
         a.awaitGo = true;
         break;
+      case '--sequential':
+        a.sequential = true;
+        break;
       default:
         throw new Error(`unknown argument ${flag}`);
     }
@@ -180,6 +195,8 @@ interface PoolConn extends Queryable {
 }
 interface PoolLike extends Queryable {
   getConnection(cb: Cb<PoolConn>): void;
+  /** Our pool's counters; absent on mysql2's pool. */
+  stats?: () => unknown;
 }
 interface ConnLike extends Queryable {
   connect(cb: Cb<unknown>): void;
@@ -275,10 +292,9 @@ async function timed(
 }
 
 async function loadModule(spec: string): Promise<DriverModule> {
-  const target =
-    spec === 'mysql2' || !/[./\\]/.test(spec[0] ?? '')
-      ? spec
-      : pathToFileURL(path.resolve(spec)).href;
+  // A file that exists (relative to the cwd, e.g. src/index.ts) is a path; anything else is a
+  // package name (mysql2, mysql2/promise).
+  const target = fs.existsSync(path.resolve(spec)) ? pathToFileURL(path.resolve(spec)).href : spec;
   const m = (await import(target)) as DriverModule & { default?: DriverModule };
   if (m.createPool || m.createConnection) return m;
   if (m.default && (m.default.createPool || m.default.createConnection)) return m.default;
@@ -318,9 +334,11 @@ async function main(): Promise<void> {
   // --- warm-up: hold N connections at once, SELECT CONNECTION_ID() on each, release
   let round: () => Promise<number[]>;
   let finalQuery: () => Promise<unknown>;
+  let readStats: (() => unknown) | null = null;
   if (a.kind === 'pool') {
     if (!mod.createPool) throw new Error(`${a.module} has no createPool`);
     const pool = mod.createPool(options);
+    if (typeof pool.stats === 'function') readStats = () => pool.stats!();
     round = async () => {
       const conns = await Promise.all(
         Array.from({ length: a.concurrency }, () => cbp<PoolConn>((cb) => pool.getConnection(cb))),
@@ -393,12 +411,20 @@ async function main(): Promise<void> {
     await waitForGo();
   }
 
-  // --- final round: N concurrent queries, each raced against the cap
+  // --- final round: N queries, concurrent or one after another, each raced against the cap
   emit('final-start');
   const finalStart = Date.now();
-  const results = await Promise.all(
-    Array.from({ length: a.concurrency }, () => timed(finalQuery, a.capMs, warmCids)),
-  );
+  let results: QueryOutcome[];
+  if (a.sequential) {
+    results = [];
+    for (let i = 0; i < a.concurrency; i++) {
+      results.push(await timed(finalQuery, a.capMs, warmCids));
+    }
+  } else {
+    results = await Promise.all(
+      Array.from({ length: a.concurrency }, () => timed(finalQuery, a.capMs, warmCids)),
+    );
+  }
   const finalMs = Date.now() - finalStart;
 
   const out: ScenarioResult = {
@@ -413,7 +439,9 @@ async function main(): Promise<void> {
     ticks,
     results,
     connectionErrors,
+    finalMode: a.sequential ? 'sequential' : 'concurrent',
     timings: { warmupMs, idleMs, finalMs, totalMs: now() },
+    ...(readStats ? { stats: readStats() } : {}),
   };
   // Hung queries keep sockets (and the event loop) alive: print, then exit explicitly.
   process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
