@@ -9,11 +9,19 @@
  *
  * @packageDocumentation
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Charsets } from 'mysql2';
+import { isIP } from 'node:net';
+import { inspect } from 'node:util';
+import createDebug from 'debug';
+// Default import: mysql2 defines `Charsets` with a getter, which Node's ESM loader cannot see as
+// a named export of a CommonJS module, so `import { Charsets }` breaks the published .mjs build.
+import mysql from 'mysql2';
 import type { ConnectionOptions, PoolOptions } from 'mysql2';
 import { ConfigError, LIBRARY, SECRET_OPTIONS } from './errors.js';
 import type { ConfigSource } from './errors.js';
+
+const debug = createDebug('mysql2-keepalive-pool:config');
 
 export type { ConfigSource } from './errors.js';
 
@@ -140,6 +148,32 @@ export const PASSWORD_FILE_ENV = 'MYSQL_PASSWORD_FILE';
 /** Code of the one warning emitted per {@link resolveConfig} call for unknown `MYSQL_*` variables. */
 export const UNKNOWN_ENV_WARNING_CODE = 'MYSQL2_KEEPALIVE_POOL_UNKNOWN_ENV';
 
+/** Environment variable: TLS mode, spelt as MySQL clients spell `--ssl-mode` (any case). */
+export const SSL_MODE_ENV = 'MYSQL_SSL_MODE';
+/** Environment variable: PEM file of the CA certificate(s) the server's certificate must chain to. */
+export const SSL_CA_FILE_ENV = 'MYSQL_SSL_CA_FILE';
+/** Environment variable: PEM file of the client certificate (needs {@link SSL_KEY_FILE_ENV}). */
+export const SSL_CERT_FILE_ENV = 'MYSQL_SSL_CERT_FILE';
+/** Environment variable: PEM file of the client certificate's private key (not encrypted). */
+export const SSL_KEY_FILE_ENV = 'MYSQL_SSL_KEY_FILE';
+/** The TLS variables. They are read only when no explicit `ssl` option is given. */
+export const SSL_ENV: readonly string[] = [
+  SSL_MODE_ENV,
+  SSL_CA_FILE_ENV,
+  SSL_CERT_FILE_ENV,
+  SSL_KEY_FILE_ENV,
+];
+/** Accepted values of `MYSQL_SSL_MODE`, with the meaning MySQL clients give them. */
+export const SSL_MODES = [
+  'DISABLED',
+  'PREFERRED',
+  'REQUIRED',
+  'VERIFY_CA',
+  'VERIFY_IDENTITY',
+] as const;
+/** One of {@link SSL_MODES}. */
+export type SslMode = (typeof SSL_MODES)[number];
+
 /**
  * `MYSQL_*` variables that belong to other tools (the official mysql image,
  * the mysql CLI, MySQL's test suite). They are ignored silently: an app
@@ -166,11 +200,11 @@ export const FOREIGN_ENV: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Prefixes reserved for later work and ignored silently until then.
- * `MYSQL_SSL_*`: the TLS issue takes it over (remove it here, read it in
- * `resolveSsl` below).
+ * Prefixes reserved for later work and ignored silently until then. None at
+ * the moment: `MYSQL_SSL_*` is read by {@link resolveSslEnv} (see {@link SSL_ENV}),
+ * and its other names are reported as unknown like any `MYSQL_*` typo.
  */
-export const RESERVED_ENV_PREFIXES: readonly string[] = ['MYSQL_SSL_'];
+export const RESERVED_ENV_PREFIXES: readonly string[] = [];
 
 // ---------------------------------------------------------------------------
 // Option specifications: the single table behind parsing, checks, defaults,
@@ -217,9 +251,8 @@ const TIMEZONE_RE = /^(?:local|Z|[ +-]\d\d:\d\d)$/;
 function isCharset(value: string): boolean {
   // mysql2 throws "Unknown charset" only when the first connection is made;
   // check here so a typo fails at createPool with the variable's name.
-  return (
-    (Charsets as unknown as Record<string, number | undefined>)[value.toUpperCase()] !== undefined
-  );
+  const charsets = mysql.Charsets as unknown as Record<string, number | undefined>;
+  return charsets[value.toUpperCase()] !== undefined;
 }
 
 const SPECS: readonly Spec[] = [
@@ -690,7 +723,12 @@ export const OPTION_TABLE: readonly OptionRow[] = Object.freeze(
 const ENV_TO_OPTION: ReadonlyMap<string, string> = new Map(
   OPTION_TABLE.map((r) => [r.env, r.option]),
 );
-const KNOWN_ENV: readonly string[] = [...ENV_TO_OPTION.keys(), URL_ENV, PASSWORD_FILE_ENV];
+const KNOWN_ENV: readonly string[] = [
+  ...ENV_TO_OPTION.keys(),
+  URL_ENV,
+  PASSWORD_FILE_ENV,
+  ...SSL_ENV,
+];
 
 /** Names people reach for that are too far from ours for the edit distance to catch. */
 const ENV_ALIASES: ReadonlyMap<string, string> = new Map([
@@ -704,6 +742,12 @@ const ENV_ALIASES: ReadonlyMap<string, string> = new Map([
   ['MYSQL_POOL_SIZE', 'MYSQL_CONNECTION_LIMIT'],
   ['MYSQL_CONNECTION_STRING', 'MYSQL_URL'],
   ['MYSQL_DATABASE_URL', 'MYSQL_URL'],
+  // The mysql CLI's option names (--ssl-ca=FILE …): ours name the file explicitly.
+  ['MYSQL_SSL_CA', SSL_CA_FILE_ENV],
+  ['MYSQL_SSL_CERT', SSL_CERT_FILE_ENV],
+  ['MYSQL_SSL_KEY', SSL_KEY_FILE_ENV],
+  ['MYSQL_SSL', SSL_MODE_ENV],
+  ['MYSQL_TLS_MODE', SSL_MODE_ENV],
 ]);
 
 // ---------------------------------------------------------------------------
@@ -1012,7 +1056,7 @@ function readEnv(env: NodeJS.ProcessEnv): EnvLayer {
       values.set(option, { value: v, source: 'env', envVar: key, label: key });
       continue;
     }
-    if (key === URL_ENV || key === PASSWORD_FILE_ENV) continue;
+    if (key === URL_ENV || key === PASSWORD_FILE_ENV || SSL_ENV.includes(key)) continue;
     if (isForeignEnv(key, value)) continue;
     unknown.push(key);
   }
@@ -1097,8 +1141,8 @@ function frozenCopy(value: unknown, seen = new WeakMap<object, unknown>()): unkn
 }
 
 /**
- * `ssl` for the connection. Extension point of the TLS issue: read
- * `MYSQL_SSL_*` here (and drop the prefix from {@link RESERVED_ENV_PREFIXES}).
+ * `ssl` for the connection from an explicit `ssl` option (which wins over
+ * `MYSQL_SSL_*`; see {@link resolveSslEnv} for the environment).
  *
  * An object is copied, NOT frozen: mysql2's ConnectionConfig assigns
  * `ssl.rejectUnauthorized` on the object it is given, which throws on a
@@ -1111,6 +1155,191 @@ function resolveSsl(explicit: unknown): unknown {
   for (const [k, v] of Object.entries(explicit)) copy[k] = frozenCopy(v);
   copy.rejectUnauthorized = explicit.rejectUnauthorized !== false;
   return copy;
+}
+
+// ---------------------------------------------------------------------------
+// TLS from the environment (MYSQL_SSL_MODE and the MYSQL_SSL_*_FILE variables)
+
+const SSL_MODE_ACCEPTED = 'DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY';
+const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** What {@link resolveSslEnv} decided. */
+interface SslFromEnv {
+  /** What mysql2 gets as `ssl`; undefined for DISABLED (mysql2's default: no TLS). */
+  readonly ssl: Record<string, unknown> | undefined;
+  readonly mode: SslMode;
+  readonly warnings: readonly string[];
+}
+
+function sslFail(
+  envVar: string,
+  value: unknown,
+  accepted: string,
+  detail: string,
+  cause?: unknown,
+): never {
+  throw new ConfigError(
+    `ssl (${envVar}) must be ${accepted}, got ${showValue(value)}${detail === '' ? '' : `: ${detail}`}`,
+    {
+      option: 'ssl',
+      envVar,
+      value,
+      accepted,
+      source: 'env',
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
+}
+
+/** Reads one `MYSQL_SSL_*_FILE` once. The message names the path and the errno, never content. */
+function readSslFile(envVar: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    return sslFail(envVar, path, 'the path of a readable file', code, err);
+  }
+}
+
+/** PEM certificates of a file, each parsed, so a wrong file fails here and not at the first connect. */
+function parseCertificates(envVar: string, path: string, text: string): X509Certificate[] {
+  const accepted =
+    envVar === SSL_CA_FILE_ENV
+      ? 'a PEM file of CA certificates'
+      : 'a PEM file holding the client certificate';
+  const blocks = text.match(PEM_CERT_RE) ?? [];
+  if (blocks.length === 0) return sslFail(envVar, path, accepted, 'no PEM certificate in it');
+  return blocks.map((pem) => {
+    try {
+      return new X509Certificate(pem);
+    } catch (err) {
+      return sslFail(envVar, path, accepted, (err as Error).message, err);
+    }
+  });
+}
+
+/**
+ * `ssl` from `MYSQL_SSL_MODE`, `MYSQL_SSL_CA_FILE`, `MYSQL_SSL_CERT_FILE` and
+ * `MYSQL_SSL_KEY_FILE`, mapped as MySQL clients map `--ssl-mode`:
+ *
+ * | mode            | mysql2 `ssl`                                            |
+ * | --------------- | ------------------------------------------------------- |
+ * | DISABLED        | none: plain TCP                                         |
+ * | PREFERRED       | same as REQUIRED (mysql2 cannot fall back to plain TCP) |
+ * | REQUIRED        | `{ rejectUnauthorized: false }`: encrypted, unverified  |
+ * | VERIFY_CA       | `{ rejectUnauthorized: true, ca }`                      |
+ * | VERIFY_IDENTITY | `{ rejectUnauthorized: true, verifyIdentity: true, ca }`|
+ *
+ * Without `MYSQL_SSL_MODE`, a CA file implies VERIFY_CA (as in MySQL's
+ * clients), a client certificate alone implies REQUIRED, and nothing at all
+ * leaves mysql2's default (no TLS). VERIFY_* without a CA file verify against
+ * Node's CA store (and `NODE_EXTRA_CA_CERTS`). Every file is read once, here,
+ * and parsed, so a wrong path or a wrong file fails at `createPool`. Returns
+ * undefined when no TLS variable is set.
+ */
+function resolveSslEnv(env: NodeJS.ProcessEnv, host: unknown): SslFromEnv | undefined {
+  const modeText = env[SSL_MODE_ENV];
+  const caPath = env[SSL_CA_FILE_ENV];
+  const certPath = env[SSL_CERT_FILE_ENV];
+  const keyPath = env[SSL_KEY_FILE_ENV];
+  if (
+    modeText === undefined &&
+    caPath === undefined &&
+    certPath === undefined &&
+    keyPath === undefined
+  ) {
+    return undefined;
+  }
+  let mode: SslMode;
+  if (modeText !== undefined) {
+    const m = modeText.trim().toUpperCase();
+    if (!(SSL_MODES as readonly string[]).includes(m)) {
+      sslFail(SSL_MODE_ENV, modeText, `${SSL_MODE_ACCEPTED} (any case)`, '');
+    }
+    mode = m as SslMode;
+  } else {
+    mode = caPath !== undefined ? 'VERIFY_CA' : 'REQUIRED';
+  }
+  if (mode === 'DISABLED') {
+    const set = [
+      [SSL_CA_FILE_ENV, caPath],
+      [SSL_CERT_FILE_ENV, certPath],
+      [SSL_KEY_FILE_ENV, keyPath],
+    ].find(([, v]) => v !== undefined)?.[0];
+    if (set !== undefined) {
+      sslFail(
+        SSL_MODE_ENV,
+        modeText,
+        `a mode that uses TLS when ${set} is set`,
+        `DISABLED turns TLS off, so ${set} would be ignored; unset one of them`,
+      );
+    }
+    return { ssl: undefined, mode, warnings: [] };
+  }
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    const [given, missing] =
+      certPath === undefined
+        ? [SSL_KEY_FILE_ENV, SSL_CERT_FILE_ENV]
+        : [SSL_CERT_FILE_ENV, SSL_KEY_FILE_ENV];
+    sslFail(
+      given,
+      given === SSL_CERT_FILE_ENV ? certPath : keyPath,
+      `set together with ${missing}`,
+      'a client certificate is sent with its private key',
+    );
+  }
+  if (mode === 'VERIFY_IDENTITY' && typeof host === 'string' && isIP(host) !== 0) {
+    // mysql2 gives TLS no server name for an IP host, so Node checks the certificate against
+    // "localhost" instead of the address: the check would be wrong either way.
+    sslFail(
+      SSL_MODE_ENV,
+      modeText,
+      'VERIFY_CA when host is an IP address',
+      `VERIFY_IDENTITY needs host to be the DNS name in the server certificate, and host is the IP address ${JSON.stringify(host)}`,
+    );
+  }
+  const verify = mode === 'VERIFY_CA' || mode === 'VERIFY_IDENTITY';
+  const ssl: Record<string, unknown> = { rejectUnauthorized: verify };
+  if (mode === 'VERIFY_IDENTITY') ssl.verifyIdentity = true;
+  const warnings: string[] = [];
+  if (caPath !== undefined) {
+    const ca = readSslFile(SSL_CA_FILE_ENV, caPath);
+    parseCertificates(SSL_CA_FILE_ENV, caPath, ca);
+    if (verify) {
+      ssl.ca = ca;
+    } else {
+      warnings.push(
+        `${SSL_MODE_ENV}=${mode} encrypts without verifying the server certificate, so ${SSL_CA_FILE_ENV} is not used; set ${SSL_MODE_ENV}=VERIFY_CA (or leave it unset) to verify against it`,
+      );
+    }
+  }
+  if (certPath !== undefined && keyPath !== undefined) {
+    const cert = readSslFile(SSL_CERT_FILE_ENV, certPath);
+    const [leaf] = parseCertificates(SSL_CERT_FILE_ENV, certPath, cert);
+    const key = readSslFile(SSL_KEY_FILE_ENV, keyPath);
+    const keyAccepted = `an unencrypted PEM private key matching ${SSL_CERT_FILE_ENV}`;
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(key)) {
+      sslFail(
+        SSL_KEY_FILE_ENV,
+        keyPath,
+        keyAccepted,
+        'the key is encrypted; pass ssl: { key, passphrase, … } as an explicit option instead',
+      );
+    }
+    let matches = false;
+    try {
+      // Errors here name the OpenSSL reason only, never the key material.
+      matches = leaf?.checkPrivateKey(createPrivateKey(key)) === true;
+    } catch (err) {
+      sslFail(SSL_KEY_FILE_ENV, keyPath, keyAccepted, (err as Error).message, err);
+    }
+    if (!matches) {
+      sslFail(SSL_KEY_FILE_ENV, keyPath, keyAccepted, `it is not the key of ${certPath}`);
+    }
+    ssl.cert = cert;
+    ssl.key = key;
+  }
+  return { ssl, mode, warnings };
 }
 
 // ---------------------------------------------------------------------------
@@ -1264,6 +1493,12 @@ export function resolveConfig(
     connection[key] = key === 'ssl' ? resolveSsl(raw.value) : frozenCopy(raw.value);
     sources[key] = 'option';
   }
+  // An explicit `ssl` (even `false`) wins: MYSQL_SSL_* are then not read at all.
+  const sslEnv = explicit.has('ssl') ? undefined : resolveSslEnv(env, connection.host);
+  if (sslEnv !== undefined) {
+    if (sslEnv.ssl !== undefined) connection.ssl = sslEnv.ssl;
+    sources.ssl = 'env';
+  }
 
   const resolved: Omit<ResolvedConfig, 'warnings'> = {
     name,
@@ -1286,11 +1521,44 @@ export function resolveConfig(
     validationSkipWindow: num('validationSkipWindow'),
     leakDetectionThreshold: num('leakDetectionThreshold'),
     promiseImpl: promiseRaw?.value as PromiseConstructor | undefined,
-    connection: Object.freeze(connection) as Readonly<ConnectionOptions>,
+    connection: Object.freeze(maskOnInspect(connection)) as Readonly<ConnectionOptions>,
     sources: Object.freeze(sources),
   };
 
-  return Object.freeze({ ...resolved, warnings: Object.freeze(collectWarnings(resolved)) });
+  const cfg = Object.freeze({
+    ...resolved,
+    warnings: Object.freeze([...collectWarnings(resolved), ...(sslEnv?.warnings ?? [])]),
+  });
+  // Once per resolution, i.e. once per pool: the only place the whole configuration is logged.
+  debug('%s: resolved config %o', name, describeConfig(cfg));
+  return cfg;
+}
+
+/**
+ * `cfg.connection` must hold the password for mysql2, yet `util.inspect(pool.options)` and
+ * `JSON.stringify` must not show it. The two hooks are non-enumerable, so the spread copies
+ * handed to mysql2 ({@link connectionOptions}) do not carry them.
+ */
+function maskOnInspect(connection: Record<string, unknown>): Record<string, unknown> {
+  const masked = (): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...connection };
+    for (const key of SECRET_OPTIONS) {
+      if (typeof out[key] === 'string' && out[key] !== '') out[key] = '***';
+    }
+    if (isPlainObject(out.ssl)) {
+      const ssl: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(out.ssl)) {
+        ssl[k] = typeof v === 'boolean' || typeof v === 'number' || SSL_SHOWN.has(k) ? v : '***';
+      }
+      out.ssl = ssl;
+    }
+    return out;
+  };
+  Object.defineProperty(connection, inspect.custom, {
+    value: (_depth: number, options: object) => inspect(masked(), options),
+  });
+  Object.defineProperty(connection, 'toJSON', { value: masked });
+  return connection;
 }
 
 function describeRaw(raw: Raw | undefined): string {
@@ -1314,6 +1582,13 @@ function collectWarnings(c: Omit<ResolvedConfig, 'warnings'>): string[] {
       `keepAliveInitialDelay ${c.keepAliveInitialDelay} ms is at or above the 900 s IPVS idle timeout: flows will be forgotten before the first keepalive probe`,
     );
   }
+  if (c.enableKeepAlive && c.keepAliveInterval > c.keepAliveInitialDelay) {
+    // After an answered probe Linux waits TCP_KEEPINTVL before it looks again, so on an idle
+    // connection probes go out every max(keepAliveInitialDelay, keepAliveInterval).
+    w.push(
+      `keepAliveInterval ${c.keepAliveInterval} ms is above keepAliveInitialDelay ${c.keepAliveInitialDelay} ms: after the first probe the kernel probes an idle connection only every ${c.keepAliveInterval} ms, so both must be below the middlebox's idle timeout`,
+    );
+  }
   if (c.idlePingInterval === 0 && (c.keepAliveInitialDelay >= IPVS_MS || !c.enableKeepAlive)) {
     w.push(
       'idlePingInterval is 0 and TCP keepalive does not fire within 900 s: nothing keeps idle connections alive through IPVS',
@@ -1322,10 +1597,12 @@ function collectWarnings(c: Omit<ResolvedConfig, 'warnings'>): string[] {
   if (
     c.enableKeepAlive &&
     c.tcpUserTimeout !== 0 &&
-    c.tcpUserTimeout < c.keepAliveInitialDelay + c.keepAliveInterval
+    // Linux ends an idle connection at the first probe tick at which nothing has been heard for
+    // tcpUserTimeout and a probe is unanswered; at delay + interval that is the very first probe.
+    c.tcpUserTimeout <= c.keepAliveInitialDelay + c.keepAliveInterval
   ) {
     w.push(
-      `tcpUserTimeout ${c.tcpUserTimeout} ms is below keepAliveInitialDelay + keepAliveInterval (${c.keepAliveInitialDelay + c.keepAliveInterval} ms): a single lost keepalive probe would kill a healthy idle connection; use at least ${c.keepAliveInitialDelay + c.keepAliveCount * c.keepAliveInterval} ms (keepAliveInitialDelay + keepAliveCount × keepAliveInterval)`,
+      `tcpUserTimeout ${c.tcpUserTimeout} ms is not above keepAliveInitialDelay + keepAliveInterval (${c.keepAliveInitialDelay + c.keepAliveInterval} ms): a single lost keepalive probe would kill a healthy idle connection; use at least ${c.keepAliveInitialDelay + c.keepAliveCount * c.keepAliveInterval} ms (keepAliveInitialDelay + keepAliveCount × keepAliveInterval)`,
     );
   }
   if (c.minIdle > c.maxIdle) {

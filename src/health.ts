@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { PoolConnection } from 'mysql2';
+import { PoolError } from './errors.js';
 
 const debug = createDebug('mysql2-keepalive-pool:health');
 
@@ -84,15 +85,32 @@ export class ConnectionRecord {
   }
 }
 
-/** True when mysql2 already knows the connection cannot carry another command. */
+/**
+ * True when the connection is known to be closed, so a command given to it now could not reach
+ * the server: mysql2 saw a fatal or protocol error, is closing it, or has switched to its
+ * closed-state `addCommand` (which fails every command with "Can't add new command when
+ * connection is in closed state" without writing a byte); or the socket is destroyed, or ended
+ * in either direction (a MySQL server never half-closes: a FIN means its side is gone, and Node
+ * refuses writes after it).
+ */
 export function isUnusable(conn: PoolConnection): boolean {
   const c = conn as unknown as {
     _fatalError?: unknown;
     _protocolError?: unknown;
     _closing?: boolean;
-    stream?: { destroyed?: boolean };
+    addCommand?: unknown;
+    _addCommandClosedState?: unknown;
+    stream?: { destroyed?: boolean; readableEnded?: boolean; writableEnded?: boolean };
   };
-  return Boolean(c._fatalError || c._protocolError || c._closing || c.stream?.destroyed);
+  return Boolean(
+    c._fatalError ||
+    c._protocolError ||
+    c._closing ||
+    (c._addCommandClosedState !== undefined && c.addCommand === c._addCommandClosedState) ||
+    c.stream?.destroyed ||
+    c.stream?.readableEnded ||
+    c.stream?.writableEnded,
+  );
 }
 
 /** Result of {@link pingWithTimeout}; it never rejects. */
@@ -172,11 +190,17 @@ export function closeConnection(conn: PoolConnection, graceful: boolean, graceMs
   conn.on('error', noop);
   const hardClose = (): void => {
     try {
-      conn.destroy();
-    } catch {
-      /* already closed */
+      failPendingCommands(conn);
+    } finally {
+      // A callback that throws is the caller's uncaught exception, as in mysql2; the close still
+      // happens.
+      try {
+        conn.destroy();
+      } catch {
+        /* already closed */
+      }
+      c.stream?.destroy();
     }
-    c.stream?.destroy();
   };
   if (!graceful || isUnusable(conn) || typeof c._realEnd !== 'function') {
     hardClose();
@@ -195,6 +219,37 @@ export function closeConnection(conn: PoolConnection, graceful: boolean, graceMs
   }
 }
 
+/**
+ * Gives every command still waiting on `conn` its error before a hard close. mysql2 ignores the
+ * socket's `close` once it is `_closing`, so without this a command in flight (a query cut short
+ * by `end()`, a query on a connection whose server went away) would wait forever. The error is the
+ * one mysql2 itself gives when the server closed the socket, else a `POOL_CLOSED` PoolError.
+ */
+function failPendingCommands(conn: PoolConnection): void {
+  const c = conn as unknown as {
+    _command?: unknown;
+    _commands?: { length: number };
+    _fatalError?: unknown;
+    _protocolError?: unknown;
+    _notifyError?: (err: Error) => void;
+    stream?: { readableEnded?: boolean };
+  };
+  // mysql2 has reported a fatal error, or the socket's close, to every pending command already.
+  if (c._fatalError || c._protocolError || typeof c._notifyError !== 'function') return;
+  if (!c._command && !(c._commands && c._commands.length > 0)) return;
+  const err = c.stream?.readableEnded
+    ? Object.assign(new Error('Connection lost: The server closed the connection.'), {
+        code: 'PROTOCOL_CONNECTION_LOST',
+        fatal: true,
+      })
+    : new PoolError(
+        'POOL_CLOSED',
+        'the pool closed this connection while a command was still running on it',
+        { details: { fatal: true } },
+      );
+  c._notifyError.call(conn, err);
+}
+
 function noop(): void {}
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +263,8 @@ export interface SocketSettings {
   keepAliveInterval: number;
   keepAliveCount: number;
   tcpUserTimeout: number;
+  /** Pool name, prefixed to debug lines. */
+  name?: string;
 }
 
 interface NetKeepalive {
@@ -236,7 +293,7 @@ let capability: SocketCapability | undefined;
  * cannot load (an unsupported platform, `--omit=optional`), the pool keeps working with Node's
  * own keepalive and says so once through `debug`.
  */
-export function socketCapability(): SocketCapability {
+export function socketCapability(name = ''): SocketCapability {
   if (capability) return capability;
   if (process.platform !== 'linux') {
     capability = {
@@ -258,7 +315,8 @@ export function socketCapability(): SocketCapability {
   }
   if (!capability.available) {
     debug(
-      'TCP_KEEPINTVL/TCP_KEEPCNT/TCP_USER_TIMEOUT not set: %s; falling back to Node keepalive only',
+      '%s: TCP_KEEPINTVL/TCP_KEEPCNT/TCP_USER_TIMEOUT not set: %s; falling back to Node keepalive only',
+      name || '(process)',
       capability.reason,
     );
   }
@@ -287,32 +345,98 @@ export function applySocketSettings(conn: PoolConnection, s: SocketSettings): vo
   if (!socket) return;
   if (!s.enableKeepAlive) return;
   socket.setKeepAlive(true, s.keepAliveInitialDelay);
-  if (!socketCapability().available || !netKeepalive) return;
+  if (!socketCapability(s.name).available || !netKeepalive) return;
   try {
     netKeepalive.setKeepAliveInterval(socket, s.keepAliveInterval);
     netKeepalive.setKeepAliveProbes(socket, s.keepAliveCount);
     if (s.tcpUserTimeout > 0) netKeepalive.setUserTimeout(socket, s.tcpUserTimeout);
   } catch (error) {
-    debug('setsockopt failed: %s', (error as Error).message);
+    debug('%s: setsockopt failed: %s', s.name ?? '(process)', (error as Error).message);
   }
 }
 
-/** Reads back what the kernel holds for a socket; `undefined` fields could not be read. */
-export function readSocketSettings(conn: PoolConnection): {
+/** What the kernel holds for a socket, read back with getsockopt; all durations in ms. */
+export interface SocketReadback {
+  /** SO_KEEPALIVE. */
+  keepAliveEnabled?: boolean;
+  /** TCP_KEEPIDLE (the kernel keeps whole seconds). */
+  keepAliveIdle?: number;
+  /** TCP_KEEPINTVL. */
   keepAliveInterval?: number;
+  /** TCP_KEEPCNT. */
   keepAliveCount?: number;
+  /** TCP_USER_TIMEOUT; 0 = off. */
   tcpUserTimeout?: number;
-} {
+}
+
+/** Reads back what the kernel holds for a socket; `undefined` fields could not be read. */
+export function readSocketSettings(conn: PoolConnection): SocketReadback {
   const socket = tcpSocketOf(conn);
   if (!socket || !socketCapability().available || !netKeepalive) return {};
+  const out: SocketReadback = {};
   try {
-    return {
-      keepAliveInterval: netKeepalive.getKeepAliveInterval(socket),
-      keepAliveCount: netKeepalive.getKeepAliveProbes(socket),
-      tcpUserTimeout: netKeepalive.getUserTimeout(socket),
-    };
+    out.keepAliveInterval = netKeepalive.getKeepAliveInterval(socket);
+    out.keepAliveCount = netKeepalive.getKeepAliveProbes(socket);
+    out.tcpUserTimeout = netKeepalive.getUserTimeout(socket);
   } catch {
-    return {};
+    return out;
+  }
+  // net-keepalive has no getter for these two; the same getsockopt through its ffi-rs does it.
+  const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number') return out;
+  const enabled = getsockoptInt(fd, SOL_SOCKET, SO_KEEPALIVE);
+  if (enabled !== undefined) out.keepAliveEnabled = enabled !== 0;
+  const idle = getsockoptInt(fd, IPPROTO_TCP, TCP_KEEPIDLE);
+  if (idle !== undefined) out.keepAliveIdle = idle * 1000;
+  return out;
+}
+
+/** Linux values (readSocketSettings only reads on Linux, see socketCapability). */
+const SOL_SOCKET = 1;
+const SO_KEEPALIVE = 9;
+const IPPROTO_TCP = 6;
+const TCP_KEEPIDLE = 4;
+
+interface FfiRs {
+  DataType: { I32: number; External: number };
+  open(params: { library: string; path: string }): void;
+  load(params: Record<string, unknown>): { value: number; errnoCode: number };
+  createPointer(params: { paramsType: number[]; paramsValue: unknown[] }): unknown[];
+  restorePointer(params: { retType: number[]; paramsValue: unknown[] }): unknown[];
+}
+let ffi: FfiRs | null | undefined;
+
+/** An int socket option, or undefined when it cannot be read. */
+function getsockoptInt(fd: number, level: number, option: number): number | undefined {
+  if (ffi === undefined) {
+    try {
+      const req = createRequire(import.meta.url);
+      ffi = createRequire(req.resolve('net-keepalive'))('ffi-rs') as FfiRs;
+      // The library name net-keepalive uses: the process's own symbols (libc).
+      ffi.open({ library: 'libnative', path: '' });
+    } catch (error) {
+      debug('(process): getsockopt unavailable: %s', (error as Error).message.split('\n')[0]);
+      ffi = null;
+    }
+  }
+  if (!ffi) return undefined;
+  try {
+    const { I32, External } = ffi.DataType;
+    const [value] = ffi.createPointer({ paramsType: [I32], paramsValue: [0] });
+    const [length] = ffi.createPointer({ paramsType: [I32], paramsValue: [4] });
+    const res = ffi.load({
+      library: 'libnative',
+      funcName: 'getsockopt',
+      retType: I32,
+      paramsType: [I32, I32, I32, External, External],
+      paramsValue: [fd, level, option, value, length],
+      errno: true,
+    });
+    if (res.value !== 0) return undefined;
+    const [out] = ffi.restorePointer({ retType: [I32], paramsValue: [value] });
+    return typeof out === 'number' ? out : undefined;
+  } catch {
+    return undefined;
   }
 }
 

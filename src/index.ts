@@ -4,27 +4,62 @@
  *
  * @packageDocumentation
  */
+import mysql from 'mysql2';
 import type { Pool as Mysql2Pool, PoolConnection } from 'mysql2';
 import type { KeepalivePoolOptions, ResolvedConfig } from './config.js';
 import { KeepalivePool } from './pool.js';
-import type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './pool.js';
+import type {
+  AcquireTimeoutEvent,
+  DeadConnectionEvent,
+  EvictedConnectionEvent,
+  LeakEvent,
+  LeakReleasedEvent,
+  PoolState,
+  PoolStats,
+} from './pool.js';
 
 export { KeepalivePool } from './pool.js';
-export type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './pool.js';
-export type { KeepalivePoolOptions, ResolvedConfig } from './config.js';
+export type {
+  AcquireTimeoutEvent,
+  DeadConnectionEvent,
+  EvictedConnectionEvent,
+  LeakEvent,
+  LeakReleasedEvent,
+  PoolState,
+  PoolStats,
+} from './pool.js';
+export {
+  metricsText,
+  collectMetrics,
+  registerPromClient,
+  PROMETHEUS_CONTENT_TYPE,
+} from './metrics.js';
+export type {
+  MetricFamily,
+  MetricSample,
+  MetricsSource,
+  PromClientRegistryLike,
+} from './metrics.js';
+export type { KeepalivePoolOptions, ResolvedConfig, SslMode } from './config.js';
 export { resolveConfig, describeConfig, envName } from './config.js';
+
+// The package root also stands in for the mysql2 module where a library is handed one:
+// TypeORM's `driver: require('mysql2-keepalive-pool')` calls `createPool` on it (and
+// `createPoolCluster` only for its `replication` option, which this package does not offer), and
+// code written against `require('mysql2')` uses these helpers. They are mysql2's own.
+/** mysql2's `escape`: a value as an SQL literal. */
+export const escape: typeof mysql.escape = mysql.escape;
+/** mysql2's `escapeId`: an identifier, backquoted. */
+export const escapeId: typeof mysql.escapeId = mysql.escapeId;
+/** mysql2's `format`: fills `?` and `??` placeholders. */
+export const format: typeof mysql.format = mysql.format;
+/** mysql2's `raw`: SQL that `escape` and `format` leave as it is. */
+export const raw: typeof mysql.raw = mysql.raw;
+/** mysql2's column type codes (`Types.DECIMAL` …), as used in `typeCast`. */
+export const Types: typeof mysql.Types = mysql.Types;
 export { PoolError, ConfigError } from './errors.js';
 export type { PoolErrorCode } from './errors.js';
 export type { DeadReason, RetireReason } from './health.js';
-
-/** Payload of the `leak` event. */
-export interface LeakEvent {
-  threadId: number | null;
-  /** How long the connection has been held, in ms. */
-  heldMs: number;
-  /** Stack of the code that acquired it. */
-  stack: string | undefined;
-}
 
 /**
  * The pool returned by {@link createPool}: mysql2's `Pool` (same methods, overloads and events)
@@ -39,28 +74,36 @@ export interface Pool extends Mysql2Pool {
   state(): PoolState;
   /** Counters since creation, dead connections by reason and their idle ages. */
   stats(): PoolStats;
+  /** {@link PoolStats} in the Prometheus text exposition format; serve it with
+   * {@link PROMETHEUS_CONTENT_TYPE}. */
+  metrics(): string;
+  /**
+   * For readiness probes: resolves once a connection answers COM_PING within
+   * `validationTimeout`, rejects with a {@link PoolError} `HEALTH_CHECK_FAILED` (real cause as
+   * `cause`) otherwise. Pings an idle connection, else opens one if no caller waits and
+   * `connectionLimit` allows, else judges by a release or ping within `validationTimeout`: it
+   * never takes a connection from a caller.
+   */
+  healthCheck(): Promise<void>;
 
   on(event: string, listener: (...args: any[]) => void): this;
   on(event: 'connection', listener: (connection: PoolConnection) => any): this;
   on(event: 'acquire', listener: (connection: PoolConnection) => any): this;
   on(event: 'release', listener: (connection: PoolConnection) => any): this;
   on(event: 'enqueue', listener: () => any): this;
-  /** A connection was found dead (by a ping, a socket event, or as a suspect). */
+  /** A connection was found dead (by a ping, a socket event, or as a suspect), with how and
+   * how long it had been idle: `{ threadId, reason, idleMs }`. */
   on(event: 'dead', listener: (event: DeadConnectionEvent) => any): this;
-  /** A connection left the pool. */
+  /** A connection left the pool: `{ threadId, reason }`, reason a {@link DeadReason}, a
+   * {@link RetireReason} or `'destroyed'` (the caller called `destroy()`). */
   on(event: 'evicted', listener: (event: EvictedConnectionEvent) => any): this;
-  /** A caller waited acquireTimeout ms without getting a connection. */
-  on(
-    event: 'acquireTimeout',
-    listener: (event: { waitedMs: number; poolState: PoolState }) => any,
-  ): this;
-  /** A connection has been held longer than leakDetectionThreshold. */
+  /** A caller waited acquireTimeout ms without getting a connection: `{ waitedMs, poolState }`. */
+  on(event: 'acquireTimeout', listener: (event: AcquireTimeoutEvent) => any): this;
+  /** A connection has been held longer than leakDetectionThreshold: `{ threadId, heldMs,
+   * stack }`, the stack of the code that acquired it. Also a debug line. */
   on(event: 'leak', listener: (event: LeakEvent) => any): this;
-  /** A connection reported by `leak` was released after all. */
-  on(
-    event: 'leakReleased',
-    listener: (event: { threadId: number | null; heldMs: number }) => any,
-  ): this;
+  /** A connection reported by `leak` was released after all: `{ threadId, heldMs }`. */
+  on(event: 'leakReleased', listener: (event: LeakReleasedEvent) => any): this;
 }
 
 /**

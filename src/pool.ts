@@ -4,6 +4,8 @@
  * can be cancelled (acquire timeout, fast failure when the server is down, `end()`), eviction of a
  * specific idle connection the moment it dies, and the health layer of health.ts.
  */
+import { AsyncResource } from 'node:async_hooks';
+import diagnostics from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import createDebug from 'debug';
@@ -25,6 +27,7 @@ import {
   readWaitTimeout,
 } from './health.js';
 import type { DeadReason, RetireReason } from './health.js';
+import { metricsText } from './metrics.js';
 
 const debug = createDebug('mysql2-keepalive-pool:pool');
 
@@ -37,6 +40,50 @@ const ConnectionConfigClass = (
 ).ConnectionConfig;
 const createQuery = (mysql as unknown as { createQuery: (...args: unknown[]) => MysqlQuery })
   .createQuery;
+
+/**
+ * mysql2's `mysql2:pool:connect` tracing channel. mysql2 publishes on it from its own pool's
+ * getConnection, which this pool replaces, so we publish on it ourselves, with the same context
+ * shape; channels are global by name, so subscribers (OpenTelemetry, APMs) see no difference.
+ */
+const poolConnectChannel =
+  typeof diagnostics.tracingChannel === 'function'
+    ? diagnostics.tracingChannel<object, PoolConnectTraceContext>('mysql2:pool:connect')
+    : undefined;
+
+/** The context object of a `mysql2:pool:connect` trace, as mysql2 builds it. */
+interface PoolConnectTraceContext {
+  database: string;
+  serverAddress: string;
+  serverPort: number | undefined;
+}
+
+/** Whether anyone listens, as mysql2 checks it: `TracingChannel.hasSubscribers` is missing on
+ * Node 20 before 20.13, where the start channel tells. */
+function tracing(channel: typeof poolConnectChannel): channel is NonNullable<typeof channel> {
+  if (channel === undefined) return false;
+  const c = channel as unknown as { hasSubscribers?: boolean; start?: { hasSubscribers: boolean } };
+  return c.hasSubscribers ?? c.start?.hasSubscribers ?? false;
+}
+
+/**
+ * A callback bound to the caller's async context. mysql2 calls a query's callback where it
+ * parses the answer, i.e. in the async context of the socket (of whoever caused the connection
+ * to be opened), so without this an AsyncLocalStorage store would leak from one caller to the
+ * next.
+ *
+ * Not `AsyncResource.bind`: on Node 20 it also defines a deprecated `asyncResource` accessor
+ * pair (two `util.deprecate` wrappers) on every bound function, which cost more than the rest
+ * of a pooled `SELECT 1` on the client (bench/README.md).
+ */
+function inCallerContext<T>(fn: T): T {
+  if (typeof fn !== 'function') return fn;
+  const resource = new AsyncResource('mysql2-keepalive-pool:callback');
+  const callback = fn as (...args: unknown[]) => unknown;
+  return function (this: unknown, ...args: unknown[]): unknown {
+    return resource.runInAsyncScope(callback, this, ...args);
+  } as T;
+}
 
 interface MysqlConnectionConfig {
   [key: string]: unknown;
@@ -56,17 +103,42 @@ const QUIT_GRACE_MS = 1000;
 /** Back-off after consecutive failed connection attempts: keeps a dead database from costing CPU. */
 const CREATE_BACKOFF_MIN_MS = 50;
 const CREATE_BACKOFF_MAX_MS = 2000;
+
+/**
+ * How long a connection attempt waits before it starts: 0 after a success, else 50 ms doubling per
+ * consecutive failure up to 2 s, counted from the last failure. Counting from the failure (not from
+ * the attempt) makes the back-off decay on its own: after a quiet spell longer than the delay, the
+ * next caller connects at once instead of paying for an outage that is long over.
+ *
+ * @param consecutiveFailures - failed attempts since the last success
+ * @param msSinceLastFailure - time since the most recent failure
+ */
+export function createBackoffMs(consecutiveFailures: number, msSinceLastFailure: number): number {
+  if (consecutiveFailures <= 0) return 0;
+  const delay = Math.min(
+    CREATE_BACKOFF_MAX_MS,
+    CREATE_BACKOFF_MIN_MS * 2 ** Math.min(consecutiveFailures - 1, 16),
+  );
+  return Math.max(0, delay - Math.max(0, msSinceLastFailure));
+}
 /** How many idle ages of dead connections `stats()` remembers. */
 const DEAD_AGE_HISTORY = 10;
 /** The housekeeper's period: idle-timeout, max-lifetime and min-idle upkeep. */
 const HOUSEKEEPING_MS = 1000;
 
-/** Pool state attached to errors and returned by {@link KeepalivePool.state}. */
+/** Pool state attached to errors and returned by {@link KeepalivePool.state}. The names follow
+ * HikariCP's `(total=…, active=…, idle=…, waiting=…)`; {@link PoolStats} repeats two of them as
+ * `size` and `borrowed`. */
 export interface PoolState {
+  /** Open connections: idle + borrowed + being validated for a borrower. */
   total: number;
+  /** Connections borrowed by callers (checked out and not yet released). */
   active: number;
+  /** Connections free to be handed out right now. */
   idle: number;
+  /** `getConnection` calls waiting for a connection. */
   waiting: number;
+  /** Connection attempts in progress. */
   pending: number;
 }
 
@@ -85,38 +157,96 @@ export interface EvictedConnectionEvent {
   reason: DeadReason | RetireReason | 'destroyed';
 }
 
-/** Counters and recent evidence; see the README's "Observing the pool". */
+/** Counters since creation plus the current {@link PoolState}; see the README's "Observing the
+ * pool". Counters only grow. */
 export interface PoolStats extends PoolState {
+  /** Same as `total`: open connections. */
+  size: number;
+  /** Same as `active`: connections borrowed by callers. */
+  borrowed: number;
+  /** The most connections the pool opens (`connectionLimit`). */
+  max: number;
   /** Connections opened since the pool was created. */
   created: number;
   /** Connections closed since the pool was created (any reason). */
   destroyed: number;
   /** Failed connection attempts. */
   createErrors: number;
+  /** Connections handed to callers. */
   acquires: number;
+  /** `getConnection` calls failed with `POOL_ACQUIRE_TIMEOUT`. */
   acquireTimeouts: number;
+  /** COM_PINGs sent to connections idle for `idlePingInterval`. */
   idlePings: number;
+  /** Checkout validations: pings of connections idle longer than `validationSkipWindow`. */
   validations: number;
   /** Transparent retries of one-shot queries whose connection was closed before sending. */
   retries: number;
+  /** `leak` events: connections held longer than `leakDetectionThreshold`. */
+  leaks: number;
+  /** `healthCheck()` calls, and how many of them rejected. */
+  healthChecks: number;
+  healthCheckFailures: number;
   /** Connections found dead, by how they were found. */
   dead: Record<DeadReason, number>;
-  /** Idle age (ms) of the connections most recently found dead, newest last. */
+  /** Idle age (ms) of the connections most recently found dead, newest last (all reasons but
+   * `suspect`, whose age is inferred, not observed). */
   deadIdleMsRecent: number[];
   /** The smallest idle age (ms) at which a connection was ever found dead; the best evidence of
    * the middlebox timeout on the path. `null` until one is found. */
   deadIdleMsMin: number | null;
+  /** The same evidence split by reason: recent idle ages (ms, newest last) and the smallest. */
+  deadIdleMsByReason: Record<DeadReason, { recent: number[]; min: number | null }>;
+}
+
+const DEAD_REASONS: readonly DeadReason[] = [
+  'checkout-ping-timeout',
+  'checkout-ping-error',
+  'idle-ping-timeout',
+  'idle-ping-error',
+  'socket-end',
+  'socket-error',
+  'suspect',
+];
+
+/** Payload of the `leak` event. */
+export interface LeakEvent {
+  threadId: number | null;
+  /** How long the connection has been held, in ms. */
+  heldMs: number;
+  /** Stack of the code that acquired it. */
+  stack: string | undefined;
+}
+
+/** Payload of the `leakReleased` event: a connection reported by `leak` came back. */
+export interface LeakReleasedEvent {
+  threadId: number | null;
+  /** How long it was held in all, in ms. */
+  heldMs: number;
+}
+
+/** Payload of the `acquireTimeout` event. */
+export interface AcquireTimeoutEvent {
+  /** How long the caller waited, in ms. */
+  waitedMs: number;
+  poolState: PoolState;
 }
 
 interface Waiter {
   readonly callback: (err: Error | null, conn?: PoolConnection) => void;
   /** generic-pool's request for this waiter, captured so that it can be withdrawn. */
   request: { reject(reason: unknown): void } | undefined;
-  timer: NodeJS.Timeout | null;
+  /** The caller's async context, saved when the waiter is parked (see `#mayPark`): its
+   * callback runs in it, wherever the connection comes from. */
+  scope: AsyncResource | null;
+  /** The next parked waiter (the parked queue is linked through its waiters: no allocation). */
+  nextParked: Waiter | null;
   settled: boolean;
   /** Set when the waiter is being failed (timeout, create error, end()). */
   failWith: Error | null;
   readonly enqueuedAt: number;
+  /** The caller's stack, captured synchronously (only when leak detection is on). */
+  readonly stack: string | undefined;
 }
 
 /** generic-pool's request queue, extended so that a waiter's request can be withdrawn.
@@ -135,6 +265,42 @@ class WithdrawableQueue extends PriorityQueue {
     super.enqueue(obj, priority);
   }
 }
+/** The generic-pool 3.9.0 internals the hot path uses (test/unit/generic-pool-contract.test.ts
+ * and test/integration/hot-path.test.ts pin them). */
+interface PooledResourceLike {
+  readonly obj: PoolConnection;
+  allocate(): void;
+}
+interface GenericPoolInternals {
+  readonly _availableObjects: {
+    readonly head: PooledResourceLike | undefined;
+    shift(): PooledResourceLike | undefined;
+  };
+  readonly _resourceLoans: Map<PoolConnection, unknown>;
+  readonly _factoryCreateOperations: Set<unknown>;
+  readonly pending: number;
+  readonly available: number;
+  readonly spareResourceCapacity: number;
+}
+
+const RESOLVED = Promise.resolve();
+
+/** generic-pool's record of a lent resource, for a connection lent by the hot path. release()
+ * and destroy() call resolve() and read pooledResource; only drain(), which this pool never
+ * calls, reads promise. generic-pool's own ResourceLoan allocates a promise per loan. */
+class DirectLoan {
+  constructor(readonly pooledResource: PooledResourceLike) {}
+  resolve(): void {}
+  get promise(): Promise<void> {
+    return RESOLVED;
+  }
+}
+
+/** Runs a parked waiter's callback in the async context of its getConnection call. */
+function runInScope(waiter: Waiter, err: Error | null, conn?: PoolConnection): void {
+  waiter.scope!.runInAsyncScope(waiter.callback, null, err, conn);
+}
+
 /** Rejects a generic-pool request. The name must be `TimeoutError`: that is what makes
  * generic-pool drop the request from its queue. It carries the error the caller gets. */
 class WithdrawnRequest extends Error {
@@ -177,6 +343,13 @@ export class KeepalivePool extends EventEmitter {
   readonly #queue: WithdrawableQueue;
   readonly #records = new Map<PoolConnection, ConnectionRecord>();
   readonly #waiters = new Set<Waiter>();
+  /** Parked waiters in arrival order, linked through `nextParked` (see `#mayPark`). Waiters
+   * that timed out stay linked until they reach the head, where they are skipped. */
+  #parkedFirst: Waiter | null = null;
+  #parkedLast: Waiter | null = null;
+  /** The one acquireTimeout timer: it is armed for the oldest waiter (waiters time out in
+   * arrival order), so a checkout creates no timer of its own. */
+  #acquireTimer: NodeJS.Timeout | null = null;
   readonly #stats = {
     created: 0,
     destroyed: 0,
@@ -186,24 +359,24 @@ export class KeepalivePool extends EventEmitter {
     idlePings: 0,
     validations: 0,
     retries: 0,
-    dead: {
-      'checkout-ping-timeout': 0,
-      'checkout-ping-error': 0,
-      'idle-ping-timeout': 0,
-      'idle-ping-error': 0,
-      'socket-end': 0,
-      'socket-error': 0,
-      suspect: 0,
-    } as Record<DeadReason, number>,
+    leaks: 0,
+    healthChecks: 0,
+    healthCheckFailures: 0,
+    dead: Object.fromEntries(DEAD_REASONS.map((r) => [r, 0])) as Record<DeadReason, number>,
     deadIdleMsRecent: [] as number[],
     deadIdleMsMin: null as number | null,
+    deadIdleMsByReason: Object.fromEntries(
+      DEAD_REASONS.map((r) => [r, { recent: [] as number[], min: null as number | null }]),
+    ) as Record<DeadReason, { recent: number[]; min: number | null }>,
   };
+  /** Why the most recent ping failed; the cause of a failed health check. */
+  #lastPingFailure: unknown = null;
   #nextId = 1;
   #consecutiveCreateFailures = 0;
   #lastCreateError: unknown = null;
   #housekeeper: NodeJS.Timeout | null = null;
-  /** A connection attempt waiting out its back-off; end() cuts it short. */
-  #backoff: { timer: NodeJS.Timeout; resolve: () => void } | null = null;
+  /** Connection attempts waiting out their back-off; end() cuts them short. */
+  #backoffs = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   #endCallbacks: Array<(err?: Error | null) => void> | null = null;
 
   /** @param options - mysql2 pool options plus ours; see {@link KeepalivePoolOptions}. */
@@ -268,7 +441,8 @@ export class KeepalivePool extends EventEmitter {
     this.#housekeeper = setInterval(() => this.#housekeep(), HOUSEKEEPING_MS);
     this.#housekeeper.unref();
     if (cfg.minIdle > 0) this.#gp.start();
-    debug('%s: created with %O', cfg.name, describeConfig(cfg));
+    // The resolved configuration itself is logged once by config.ts (namespace :config).
+    debug('%s: created', cfg.name);
   }
 
   /** The pool's name, as used in debug output. */
@@ -280,8 +454,30 @@ export class KeepalivePool extends EventEmitter {
   // Checkout and return
   // -------------------------------------------------------------------------------------------
 
-  /** Borrows a connection (mysql2 semantics): validated if it idled past the skip window. */
+  /** Borrows a connection (mysql2 semantics): validated if it idled past the skip window.
+   * Traced on mysql2's `mysql2:pool:connect` channel, as mysql2's own pool does. */
   getConnection(
+    callback: (err: NodeJS.ErrnoException | null, connection: PoolConnection) => void,
+  ): void {
+    if (tracing(poolConnectChannel)) {
+      const c = this.config.connectionConfig as {
+        database?: string;
+        socketPath?: string;
+        host?: string;
+        port?: number;
+      };
+      const context: PoolConnectTraceContext = {
+        database: c.database || '',
+        serverAddress: c.socketPath || c.host || 'localhost',
+        serverPort: c.socketPath ? undefined : c.port || 3306,
+      };
+      poolConnectChannel.traceCallback(this.#getConnection, 0, context, this, callback);
+      return;
+    }
+    this.#getConnection(callback);
+  }
+
+  #getConnection(
     callback: (err: NodeJS.ErrnoException | null, connection: PoolConnection) => void,
   ): void {
     const cb = callback as (err: Error | null, conn?: PoolConnection) => void;
@@ -289,6 +485,9 @@ export class KeepalivePool extends EventEmitter {
       process.nextTick(cb, this.#closedError());
       return;
     }
+    // Nobody waits and the most recently released connection is inside the skip window: it is
+    // handed over at once, with no waiter, timer or promise.
+    if (this.#waiters.size === 0 && this.#lendIdle(cb)) return;
     const gp = this.#gp;
     const mustWait = gp.available < 1 && gp.spareResourceCapacity < 1;
     if (mustWait) {
@@ -301,7 +500,13 @@ export class KeepalivePool extends EventEmitter {
         );
         return;
       }
-      if (this.config.queueLimit > 0 && this.#waiters.size >= this.config.queueLimit) {
+      // As in mysql2, a caller for whom a connection is being opened is not in the queue: only
+      // waiters beyond the connection attempts in progress count against queueLimit. (With the
+      // database down every caller waits on an attempt; counting them all would refuse one more
+      // caller than mysql2 does.)
+      // (Counted only when there is a limit: state() walks every connection.)
+      const queueLimit = this.config.queueLimit;
+      if (queueLimit > 0 && this.#waiters.size - this.state().pending >= queueLimit) {
         process.nextTick(
           cb,
           new PoolError('POOL_QUEUE_LIMIT', 'Queue limit reached.', {
@@ -315,20 +520,34 @@ export class KeepalivePool extends EventEmitter {
     const waiter: Waiter = {
       callback: cb,
       request: undefined,
-      timer: null,
+      scope: null,
+      nextParked: null,
       settled: false,
       failWith: null,
       enqueuedAt: Date.now(),
+      // Captured here, synchronously: after the wait only generic-pool's frames would be left.
+      stack: this.options.leakDetectionThreshold > 0 ? acquiredHere() : undefined,
     };
     this.#waiters.add(waiter);
-    const acquired = gp.acquire();
-    waiter.request = this.#queue.lastEnqueued;
-    if (this.options.acquireTimeout > 0) {
-      // Not unref'd: a caller waiting for a connection is work in progress, like a pending request.
-      waiter.timer = setTimeout(() => this.#onAcquireTimeout(waiter), this.options.acquireTimeout);
+    this.#armAcquireTimer();
+    if (mustWait && this.#mayPark()) {
+      // Saved now, in the caller's async context: the releaser's is the wrong one.
+      waiter.scope = new AsyncResource('mysql2-keepalive-pool:waiter');
+      if (this.#parkedLast === null) this.#parkedFirst = waiter;
+      else this.#parkedLast.nextParked = waiter;
+      this.#parkedLast = waiter;
+      return;
     }
-    // Both reactions are registered here, in the caller's async context, so the callback runs in
-    // it too: AsyncLocalStorage stays correct across a wait in the queue.
+    this.#acquireFromGp(waiter);
+  }
+
+  /** The waiter joins generic-pool's queue: it gets a new connection or a validated idle one. */
+  #acquireFromGp(waiter: Waiter): void {
+    const acquired = this.#gp.acquire();
+    waiter.request = this.#queue.lastEnqueued;
+    // Both reactions are registered here, in the caller's async context (a waiter moved here
+    // from the parked queue runs its callback in its saved one), so the callback runs in it too:
+    // AsyncLocalStorage stays correct across a wait in the queue.
     acquired.then(
       (conn) => this.#handOver(waiter, conn),
       (err: unknown) =>
@@ -343,24 +562,130 @@ export class KeepalivePool extends EventEmitter {
       this.#settle(waiter, waiter.failWith ?? this.#closedError());
       return;
     }
+    this.#lend(rec, Date.now(), waiter.stack);
+    this.#settle(waiter, null, conn);
+  }
+
+  /** Marks a connection as borrowed by a caller. */
+  #lend(rec: ConnectionRecord, now: number, stack: string | undefined): void {
+    const conn = rec.conn;
     rec.borrowed = true;
-    rec.borrowedAt = Date.now();
+    rec.borrowedAt = now;
     holdsProcess(conn, true);
     (conn as unknown as { _released: boolean })._released = false;
     this.#stats.acquires++;
-    if (this.options.leakDetectionThreshold > 0) this.#watchForLeak(rec);
+    if (this.options.leakDetectionThreshold > 0) this.#watchForLeak(rec, stack);
     this.emit('acquire', conn);
-    this.#settle(waiter, null, conn);
+  }
+
+  /**
+   * The hot path of getConnection: the most recently released idle connection (generic-pool's
+   * head, LIFO), when it needs no decision (used within `validationSkipWindow`, not due for
+   * retirement, no ping in flight, not known closed), is lent the way generic-pool's dispatch
+   * lends it (a loan, the resource marked allocated) without its promise chain. Anything else
+   * returns false and takes generic-pool's path, which validates.
+   */
+  #lendIdle(cb: (err: Error | null, conn?: PoolConnection) => void): boolean {
+    const gp = this.#gp as unknown as GenericPoolInternals;
+    const pooled = gp._availableObjects.head;
+    if (pooled === undefined) return false;
+    const rec = this.#records.get(pooled.obj);
+    if (rec === undefined || rec.dead !== null || rec.retired !== null || rec.pinging !== null) {
+      return false;
+    }
+    const now = Date.now();
+    if (rec.idleFor(now) > this.options.validationSkipWindow) return false;
+    if ((rec.retireAt > 0 && now >= rec.retireAt) || isUnusable(rec.conn)) return false;
+    gp._availableObjects.shift();
+    gp._resourceLoans.set(rec.conn, new DirectLoan(pooled));
+    pooled.allocate();
+    this.#lend(rec, now, this.options.leakDetectionThreshold > 0 ? acquiredHere() : undefined);
+    process.nextTick(cb, null, rec.conn);
+    return true;
+  }
+
+  /**
+   * Whether a caller who must wait may be parked instead of joining generic-pool's queue: only
+   * when generic-pool has nothing in progress that could serve it (no queued request, no
+   * connection being opened), i.e. every connection is lent out. A parked waiter is served by
+   * the next release directly (`#handToParked`), with no promise chain per checkout: the steady
+   * state of a pool with more concurrent callers than connections. Whenever capacity comes back
+   * another way, every parked waiter moves to generic-pool's queue (`#unparkAll`).
+   */
+  #mayPark(): boolean {
+    const gp = this.#gp as unknown as GenericPoolInternals;
+    return gp.pending === 0 && gp._factoryCreateOperations.size === 0;
+  }
+
+  /** The oldest parked waiter still waiting, taken out of the parked queue. */
+  #nextParked(): Waiter | undefined {
+    for (let w = this.#parkedFirst; w !== null; w = this.#parkedFirst) {
+      this.#parkedFirst = w.nextParked;
+      if (this.#parkedFirst === null) this.#parkedLast = null;
+      w.nextParked = null;
+      if (!w.settled && w.failWith === null) return w;
+    }
+    return undefined;
+  }
+
+  /** Lends a just-released healthy connection straight to the oldest parked waiter. */
+  #handToParked(rec: ConnectionRecord): boolean {
+    if (this.#parkedFirst === null) return false;
+    const waiter = this.#nextParked();
+    if (waiter === undefined) return false;
+    this.#lend(rec, Date.now(), waiter.stack);
+    this.#settle(waiter, null, rec.conn);
+    return true;
+  }
+
+  /** Capacity came back: parked waiters move, in order, to generic-pool's queue. */
+  #unparkAll(): void {
+    for (let w = this.#nextParked(); w !== undefined; w = this.#nextParked()) {
+      this.#acquireFromGp(w);
+    }
+  }
+
+  /** Arms the acquireTimeout timer for the oldest waiter, unless armed. Not unref'd: a caller
+   * waiting for a connection is work in progress, like a pending request. */
+  #armAcquireTimer(): void {
+    const timeout = this.options.acquireTimeout;
+    if (timeout <= 0 || this.#acquireTimer !== null) return;
+    for (const w of this.#waiters) {
+      if (w.settled || w.failWith) continue;
+      const due = Math.max(1, w.enqueuedAt + timeout - Date.now());
+      this.#acquireTimer = setTimeout(() => this.#onAcquireTimer(), due);
+      return;
+    }
+  }
+
+  #disarmAcquireTimer(): void {
+    if (this.#acquireTimer === null) return;
+    clearTimeout(this.#acquireTimer);
+    this.#acquireTimer = null;
+  }
+
+  /** Times out every waiter whose acquireTimeout is up, then re-arms for the next one. */
+  #onAcquireTimer(): void {
+    this.#acquireTimer = null;
+    const timeout = this.options.acquireTimeout;
+    const now = Date.now();
+    for (const w of this.#waiters) {
+      if (w.settled || w.failWith) continue;
+      if (now - w.enqueuedAt < timeout) break;
+      this.#onAcquireTimeout(w);
+    }
+    this.#armAcquireTimer();
   }
 
   #settle(waiter: Waiter, err: Error | null, conn?: PoolConnection): void {
     if (waiter.settled) return;
     waiter.settled = true;
-    if (waiter.timer) clearTimeout(waiter.timer);
     this.#waiters.delete(waiter);
+    if (this.#waiters.size === 0) this.#disarmAcquireTimer();
     // nextTick, as mysql2 does: a throwing callback is an uncaught exception, never an unhandled
     // rejection of our promise chain.
-    process.nextTick(waiter.callback, err, conn);
+    if (waiter.scope) process.nextTick(runInScope, waiter, err, conn);
+    else process.nextTick(waiter.callback, err, conn);
   }
 
   /** Takes a waiter out of generic-pool's queue; it is then failed with `err` through the
@@ -370,6 +695,8 @@ export class KeepalivePool extends EventEmitter {
     if (waiter.settled || waiter.failWith) return;
     waiter.failWith = err;
     if (waiter.request) waiter.request.reject(new WithdrawnRequest(err));
+    // A parked waiter is in no queue but ours, which skips settled waiters: it fails now.
+    else if (waiter.scope) this.#settle(waiter, err);
   }
 
   #onAcquireTimeout(waiter: Waiter): void {
@@ -384,7 +711,10 @@ export class KeepalivePool extends EventEmitter {
         (cause ? `; last connection attempt failed: ${(cause as Error).message}` : ''),
       { cause: cause ?? undefined, details: { poolState: state, waitedMs: waited } },
     );
-    this.emit('acquireTimeout', { waitedMs: waited, poolState: state });
+    this.emit('acquireTimeout', {
+      waitedMs: waited,
+      poolState: state,
+    } satisfies AcquireTimeoutEvent);
     this.#withdraw(waiter, err);
   }
 
@@ -398,10 +728,21 @@ export class KeepalivePool extends EventEmitter {
     if (rec.leakTimer) {
       clearTimeout(rec.leakTimer);
       rec.leakTimer = null;
-      if (rec.leakReported) {
-        rec.leakReported = false;
-        this.emit('leakReleased', { threadId: conn.threadId, heldMs: Date.now() - rec.borrowedAt });
-      }
+    }
+    // Checked apart from the timer: once the leak was reported, its timer is already gone.
+    if (rec.leakReported) {
+      rec.leakReported = false;
+      const heldMs = Date.now() - rec.borrowedAt;
+      debug(
+        '%s: connection %d reported as a possible leak was released after %d ms',
+        this.name,
+        rec.id,
+        heldMs,
+      );
+      this.emit('leakReleased', {
+        threadId: conn.threadId ?? null,
+        heldMs,
+      } satisfies LeakReleasedEvent);
     }
     const now = Date.now();
     rec.lastReleasedAt = now;
@@ -410,23 +751,38 @@ export class KeepalivePool extends EventEmitter {
     holdsProcess(conn, false);
     if (this._closed) return;
     if (isUnusable(conn) || rec.dead) {
-      void this.#gp.destroy(conn).catch(noop);
+      this.#destroyLent(conn);
       return;
     }
     if (this.config.resetOnRelease) {
       conn.reset((err: unknown) => {
         if (err) {
           rec.retired = 'reset-failed';
-          void this.#gp.destroy(conn).catch(noop);
+          this.#destroyLent(conn);
           return;
         }
-        this.emit('release', conn);
-        void this.#gp.release(conn).catch(noop);
+        this.#giveBack(rec);
       });
       return;
     }
-    this.emit('release', conn);
-    void this.#gp.release(conn).catch(noop);
+    this.#giveBack(rec);
+  }
+
+  /** A released healthy connection goes to the oldest parked waiter, else back to generic-pool,
+   * which serves its own queue. */
+  #giveBack(rec: ConnectionRecord): void {
+    this.emit('release', rec.conn);
+    if (this.#handToParked(rec)) return;
+    // release() rejects only for a resource it has not lent: checking first spares a promise.
+    if ((this.#gp as unknown as GenericPoolInternals)._resourceLoans.has(rec.conn)) {
+      void this.#gp.release(rec.conn);
+    }
+  }
+
+  /** Destroys a lent connection; the capacity it frees goes to the parked waiters. */
+  #destroyLent(conn: PoolConnection): void {
+    void this.#gp.destroy(conn).catch(noop);
+    this.#unparkAll();
   }
 
   /** Called by mysql2's PoolConnection on `end`, `error` and `destroy()`. */
@@ -434,18 +790,26 @@ export class KeepalivePool extends EventEmitter {
     const rec = this.#records.get(conn);
     if (!rec) return;
     if (rec.borrowed) {
+      // It failed in a caller's hands (mysql2 has already given the caller's command the error):
+      // it leaves the pool now. The reason shows in `evicted`; it is not counted in the `dead`
+      // stats, which are evidence about idle connections.
       rec.borrowed = false;
-      void this.#gp.destroy(conn).catch(noop);
+      if (isExplicitDestroy(conn)) {
+        this.#destroyLent(conn);
+        return;
+      }
+      rec.markDead(socketFailureReason(conn));
+      // mysql2 calls here from inside its error handling, before it has told every pending
+      // command (and before it sets `_fatalError`); closing the connection now would cut that
+      // short and hand those commands a `POOL_CLOSED` instead of the real error.
+      process.nextTick(() => this.#destroyLent(conn));
       return;
     }
     // A ping is in flight: its verdict (which this socket failure will produce at once) records
     // the death, with the right reason and the suspect sweep.
     if (rec.pinging) return;
     // An idle connection whose socket ended or failed leaves the pool now, not at the next borrow.
-    const reason: DeadReason = (conn as unknown as { _fatalError?: unknown })._fatalError
-      ? 'socket-error'
-      : 'socket-end';
-    this.#foundDead(rec, reason, Date.now());
+    this.#foundDead(rec, socketFailureReason(conn), Date.now());
     this.#evictNow();
   }
 
@@ -454,19 +818,24 @@ export class KeepalivePool extends EventEmitter {
   // -------------------------------------------------------------------------------------------
 
   async #create(): Promise<PoolConnection> {
-    if (this.#consecutiveCreateFailures > 0) {
-      const delay = Math.min(
-        CREATE_BACKOFF_MAX_MS,
-        CREATE_BACKOFF_MIN_MS * 2 ** (this.#consecutiveCreateFailures - 1),
-      );
+    const lastFailure = this.#lastCreateError as { at: number } | null;
+    const delay = createBackoffMs(
+      this.#consecutiveCreateFailures,
+      lastFailure ? Date.now() - lastFailure.at : 0,
+    );
+    if (delay > 0) {
+      // Several attempts can wait at once (one per missing connection); end() cuts them all short.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.#backoff = null;
-          resolve();
-        }, delay);
+        const backoff = {
+          timer: setTimeout(() => {
+            this.#backoffs.delete(backoff);
+            resolve();
+          }, delay),
+          resolve,
+        };
         // A waiting caller is work in progress; an idle pool retrying for minIdle is not.
-        if (this.#waiters.size === 0) timer.unref();
-        this.#backoff = { timer, resolve };
+        if (this.#waiters.size === 0) backoff.timer.unref();
+        this.#backoffs.add(backoff);
       });
     }
     if (this._closed) throw this.#closedError();
@@ -494,6 +863,12 @@ export class KeepalivePool extends EventEmitter {
     }
     this.#consecutiveCreateFailures = 0;
     this.#lastCreateError = null;
+    // The server is back: attempts still waiting out a back-off go now.
+    for (const backoff of this.#backoffs) {
+      clearTimeout(backoff.timer);
+      backoff.resolve();
+    }
+    this.#backoffs.clear();
     const o = this.options;
     applySocketSettings(conn, {
       enableKeepAlive: o.enableKeepAlive,
@@ -501,6 +876,7 @@ export class KeepalivePool extends EventEmitter {
       keepAliveInterval: o.keepAliveInterval,
       keepAliveCount: o.keepAliveCount,
       tcpUserTimeout: o.tcpUserTimeout,
+      name: this.name,
     });
     const now = Date.now();
     const retireAt = o.maxLifetime > 0 ? now + jitterDown(o.maxLifetime, 0.025) : 0;
@@ -570,8 +946,9 @@ export class KeepalivePool extends EventEmitter {
     return this.#ping(rec, 'checkout');
   }
 
-  /** One ping at a time per connection; the verdict is shared with whoever waits for it. */
-  #ping(rec: ConnectionRecord, why: 'checkout' | 'idle'): Promise<boolean> {
+  /** One ping at a time per connection; the verdict is shared with whoever waits for it. A
+   * health-check ping of an idle connection counts as an idle ping when it fails. */
+  #ping(rec: ConnectionRecord, why: 'checkout' | 'idle' | 'health'): Promise<boolean> {
     const started = Date.now();
     const idleAtStart = rec.idleFor(started);
     const verdict = pingWithTimeout(rec.conn, this.options.validationTimeout).then((outcome) => {
@@ -581,6 +958,9 @@ export class KeepalivePool extends EventEmitter {
         return true;
       }
       if (!outcome.ok) {
+        this.#lastPingFailure = outcome.timedOut
+          ? new Error(`COM_PING not answered within ${this.options.validationTimeout} ms`)
+          : outcome.error;
         const reason: DeadReason =
           why === 'checkout'
             ? outcome.timedOut
@@ -636,6 +1016,10 @@ export class KeepalivePool extends EventEmitter {
   #countDead(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void {
     const s = this.#stats;
     s.dead[reason]++;
+    const byReason = s.deadIdleMsByReason[reason];
+    byReason.recent.push(idleMs);
+    if (byReason.recent.length > DEAD_AGE_HISTORY) byReason.recent.shift();
+    byReason.min = byReason.min === null ? idleMs : Math.min(byReason.min, idleMs);
     if (reason !== 'suspect') {
       s.deadIdleMsRecent.push(idleMs);
       if (s.deadIdleMsRecent.length > DEAD_AGE_HISTORY) s.deadIdleMsRecent.shift();
@@ -712,8 +1096,7 @@ export class KeepalivePool extends EventEmitter {
     });
   }
 
-  #watchForLeak(rec: ConnectionRecord): void {
-    const stack = new Error('Connection acquired here').stack;
+  #watchForLeak(rec: ConnectionRecord, stack: string | undefined): void {
     rec.borrowStack = stack;
     rec.leakReported = false;
     if (rec.leakTimer) clearTimeout(rec.leakTimer);
@@ -721,6 +1104,7 @@ export class KeepalivePool extends EventEmitter {
       rec.leakTimer = null;
       if (!rec.borrowed) return;
       rec.leakReported = true;
+      this.#stats.leaks++;
       const heldMs = Date.now() - rec.borrowedAt;
       debug(
         '%s: possible leak: connection %d held for %d ms; acquired at %s',
@@ -729,7 +1113,7 @@ export class KeepalivePool extends EventEmitter {
         heldMs,
         stack,
       );
-      this.emit('leak', { threadId: rec.conn.threadId ?? null, heldMs, stack });
+      this.emit('leak', { threadId: rec.conn.threadId ?? null, heldMs, stack } satisfies LeakEvent);
     }, this.options.leakDetectionThreshold);
     rec.leakTimer.unref();
   }
@@ -761,6 +1145,13 @@ export class KeepalivePool extends EventEmitter {
       }
     }
     this.#evictNow();
+    // Parked waiters are served by releases; a connection freed any other way reaches them here.
+    if (
+      this.#parkedFirst !== null &&
+      (this.#gp.available > 0 || this.#gp.spareResourceCapacity > 0)
+    ) {
+      this.#unparkAll();
+    }
     if (o.minIdle > 0 && this.#gp.size < o.minIdle && this.state().pending === 0) {
       (this.#gp as unknown as { _ensureMinimum(): void })._ensureMinimum();
     }
@@ -773,7 +1164,12 @@ export class KeepalivePool extends EventEmitter {
   /** Runs one query on a pooled connection and releases it (mysql2 semantics). Returns the
    * Query, so `.stream()` and its events work. */
   query(sql: unknown, values?: unknown, cb?: unknown): MysqlQuery {
-    const cmdQuery = createQuery(sql, values, cb, this.config.connectionConfig);
+    const cmdQuery = createQuery(
+      sql,
+      inCallerContext(values),
+      inCallerContext(cb),
+      this.config.connectionConfig,
+    );
     if (typeof cmdQuery.namedPlaceholders === 'undefined') {
       cmdQuery.namedPlaceholders = this.config.connectionConfig.namedPlaceholders;
     }
@@ -793,6 +1189,7 @@ export class KeepalivePool extends EventEmitter {
         cmdQuery.once('error', (err: unknown) => {
           queryError = err;
         });
+        forwardConnectionErrors(conn, cmdQuery);
       }
       (conn.query as unknown as (q: MysqlQuery) => MysqlQuery)(cmdQuery).once('end', () => {
         if (isReadOnlyError(queryError)) conn.destroy();
@@ -810,7 +1207,7 @@ export class KeepalivePool extends EventEmitter {
       callback = values as typeof callback;
       params = [];
     }
-    const done = callback ?? noop;
+    const done = callback ? inCallerContext(callback) : noop;
     this.#withSendableConnection(done, (conn) => {
       (conn.execute as unknown as (...a: unknown[]) => EventEmitter)(
         sql,
@@ -824,9 +1221,15 @@ export class KeepalivePool extends EventEmitter {
   }
 
   /**
-   * Borrows a connection for a one-shot command. If the connection turns out to be closed before
-   * anything was written to it, the command cannot have reached the server, so it is retried once
-   * on another connection. Anything that fails after the write is never retried here.
+   * Borrows a connection for a one-shot command (`pool.query` / `pool.execute`) and sends the
+   * command on it. The retry rule: when the connection handed over is already known to be closed
+   * ({@link isUnusable}: mysql2 saw a fatal error, is closing it or is in its closed state, or the
+   * socket is destroyed or ended), the command has not been given to it, so it cannot have
+   * reached the server; the connection is destroyed and the command goes, once, to another
+   * connection. If that one is closed too, the caller gets mysql2's own closed-state error. Once
+   * `send` has handed the command to a connection, nothing is retried: any later error (a reset,
+   * a timeout, a lost connection) may come after the server ran the command, and is the
+   * caller's. Connections the caller holds (`getConnection`, transactions) never pass here.
    */
   #withSendableConnection(
     fail: (err: unknown) => void,
@@ -846,6 +1249,10 @@ export class KeepalivePool extends EventEmitter {
             attempt(retriesLeft - 1);
             return;
           }
+          // Sending would only produce this error (and, for a query without a callback, raise it
+          // on the connection instead of the query, leaving the caller waiting forever).
+          fail(closedStateError());
+          return;
         }
         try {
           send(conn);
@@ -886,12 +1293,15 @@ export class KeepalivePool extends EventEmitter {
     this.#endCallbacks = [cb];
     if (this.#housekeeper) clearInterval(this.#housekeeper);
     this.#housekeeper = null;
-    if (this.#backoff) {
-      clearTimeout(this.#backoff.timer);
-      this.#backoff.resolve();
-      this.#backoff = null;
+    for (const backoff of this.#backoffs) {
+      clearTimeout(backoff.timer);
+      backoff.resolve();
     }
+    this.#backoffs.clear();
     for (const waiter of [...this.#waiters]) this.#withdraw(waiter, this.#closedError());
+    this.#disarmAcquireTimer();
+    this.#parkedFirst = null;
+    this.#parkedLast = null;
     const gp = this.#gp as unknown as { _draining: boolean };
     gp._draining = true;
     const closing: Array<Promise<void>> = [];
@@ -907,6 +1317,10 @@ export class KeepalivePool extends EventEmitter {
           stream.once('close', () => resolve());
         }),
       );
+      // Closing is work in progress: an idle (unref'd) socket would let the process exit before
+      // the callback, e.g. while COM_QUIT waits behind a resetOnRelease reset. The grace timer
+      // of closeConnection bounds how long this holds the process.
+      holdsProcess(conn, true);
       closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
     }
     this.#records.clear();
@@ -936,8 +1350,12 @@ export class KeepalivePool extends EventEmitter {
   /** Counters since creation plus the current state; a fresh plain object every call. */
   stats(): PoolStats {
     const s = this.#stats;
+    const state = this.state();
     return {
-      ...this.state(),
+      ...state,
+      size: state.total,
+      borrowed: state.active,
+      max: this.options.connectionLimit,
       created: s.created,
       destroyed: s.destroyed,
       createErrors: s.createErrors,
@@ -946,10 +1364,167 @@ export class KeepalivePool extends EventEmitter {
       idlePings: s.idlePings,
       validations: s.validations,
       retries: s.retries,
+      leaks: s.leaks,
+      healthChecks: s.healthChecks,
+      healthCheckFailures: s.healthCheckFailures,
       dead: { ...s.dead },
       deadIdleMsRecent: [...s.deadIdleMsRecent],
       deadIdleMsMin: s.deadIdleMsMin,
+      deadIdleMsByReason: Object.fromEntries(
+        DEAD_REASONS.map((r) => {
+          const e = s.deadIdleMsByReason[r];
+          return [r, { recent: [...e.recent], min: e.min }];
+        }),
+      ) as PoolStats['deadIdleMsByReason'],
     };
+  }
+
+  /**
+   * The pool's statistics in the Prometheus text exposition format (version 0.0.4), ready to be
+   * served on `/metrics`; see {@link metricsText} to expose several pools at once.
+   */
+  metrics(): string {
+    return metricsText(this);
+  }
+
+  /**
+   * Readiness check: resolves once a connection of this pool answers COM_PING within
+   * `validationTimeout`; rejects with a {@link PoolError} `HEALTH_CHECK_FAILED` (the real cause,
+   * e.g. `ECONNREFUSED`, as `cause`) otherwise. It never takes a connection from a caller and
+   * never opens one beyond `connectionLimit`:
+   *
+   * 1. An idle connection (the least recently used) is reserved and pinged, like an idle ping: a
+   *    caller who borrows it meanwhile waits for the verdict. A dead one is evicted, as an idle
+   *    ping would, and the next idle one is tried: a stale connection is the pool's business,
+   *    not a sign that the database is down.
+   * 2. With no idle connection, no caller waiting and room below `connectionLimit`, one
+   *    connection is opened; it stays in the pool afterwards.
+   * 3. When every connection is borrowed (or callers wait), nothing is taken: it resolves if a
+   *    connection proved alive (a release or a ping) within the last `validationTimeout` ms or
+   *    does so within the next `validationTimeout` ms.
+   *
+   * It settles within `connectTimeout + 2 × validationTimeout`.
+   */
+  healthCheck(): Promise<void> {
+    this.#stats.healthChecks++;
+    const connectTimeout = this.config.connectionConfig.connectTimeout;
+    const budget =
+      (typeof connectTimeout === 'number' && connectTimeout > 0 ? connectTimeout : 10_000) +
+      2 * this.options.validationTimeout;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (message: string, cause: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#stats.healthCheckFailures++;
+        debug('%s: health check failed: %s', this.name, message);
+        reject(
+          new PoolError('HEALTH_CHECK_FAILED', `${this.name}: health check failed: ${message}`, {
+            cause,
+            details: { poolState: this.state() },
+          }),
+        );
+      };
+      // Not unref'd, like a waiting caller's acquire timer: a caller awaiting the verdict is work
+      // in progress (a startup script awaiting it must not exit halfway); cleared on settling.
+      const timer = setTimeout(
+        () => fail(`no verdict within ${budget} ms`, this.#lastPingFailure ?? undefined),
+        budget,
+      );
+      this.#healthCheck().then(
+        (verdict) => {
+          if (verdict === null) {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            resolve();
+          } else {
+            fail(verdict.message, verdict.cause);
+          }
+        },
+        (error: unknown) => fail(asError(error).message, error),
+      );
+    });
+  }
+
+  /** The steps of {@link healthCheck}; `null` means healthy. */
+  async #healthCheck(): Promise<{ message: string; cause: unknown } | null> {
+    let opened = false;
+    for (;;) {
+      if (this._closed) return { message: 'the pool is closed', cause: this.#closedError() };
+      const rec = this.#leastRecentlyUsedIdle();
+      if (rec) {
+        // A caller awaiting this check is work in progress: keep the process alive for the ping.
+        holdsProcess(rec.conn, true);
+        const alive = await this.#ping(rec, 'health');
+        if (!rec.borrowed) holdsProcess(rec.conn, false);
+        if (alive) return null;
+        this.#evictNow();
+        continue;
+      }
+      // The connection opened below was handed to a caller at once: its handshake is the answer.
+      if (opened) return null;
+      const gp = this.#gp as unknown as {
+        spareResourceCapacity: number;
+        _createResource(): void;
+        _factoryCreateOperations: Set<Promise<unknown>>;
+      };
+      if (this.#waiters.size > 0 || gp.spareResourceCapacity < 1) return this.#proofOfLife();
+      // generic-pool creates it into its idle list, counted against `max` from this moment on.
+      const before = new Set(gp._factoryCreateOperations);
+      gp._createResource();
+      const creating = [...gp._factoryCreateOperations].find((op) => !before.has(op));
+      try {
+        await creating;
+      } catch (error) {
+        return { message: `cannot connect: ${asError(error).message}`, cause: error };
+      }
+      opened = true;
+    }
+  }
+
+  /** The idle connection a borrower would take last (generic-pool hands out the head). */
+  #leastRecentlyUsedIdle(): ConnectionRecord | undefined {
+    const available = (
+      this.#gp as unknown as { _availableObjects: Iterable<{ obj: PoolConnection }> }
+    )._availableObjects;
+    let found: ConnectionRecord | undefined;
+    for (const pooled of available) {
+      const rec = this.#records.get(pooled.obj);
+      if (rec && !rec.borrowed && !rec.pinging && !rec.dead && !rec.retired) found = rec;
+    }
+    return found;
+  }
+
+  /** Step 3 of {@link healthCheck}: every connection is busy, so judge by recent evidence. */
+  #proofOfLife(): Promise<{ message: string; cause: unknown } | null> {
+    const window = this.options.validationTimeout;
+    let newest = 0;
+    for (const rec of this.#records.values()) newest = Math.max(newest, rec.lastAliveAt);
+    if (Date.now() - newest <= window) return Promise.resolve(null);
+    const state = this.state();
+    return new Promise((resolve) => {
+      const onRelease = (): void => {
+        cleanup();
+        resolve(null);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        resolve({
+          message:
+            `no connection free to ping (total=${state.total}, active=${state.active}, ` +
+            `waiting=${state.waiting}) and none released or answered a ping within ${window} ms`,
+          cause: this.#lastPingFailure ?? this.#recentCreateError() ?? undefined,
+        });
+      }, window);
+      timer.unref();
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off('release', onRelease);
+      };
+      this.on('release', onRelease);
+    });
   }
 
   /** mysql2's `escape`, with this pool's connection settings. */
@@ -1031,11 +1606,84 @@ function holdsProcess(conn: PoolConnection, hold: boolean): void {
   else stream?.unref?.();
 }
 
+/**
+ * Why mysql2 dropped a connection. mysql2 tells the pool during its `error` event, before it sets
+ * `_fatalError`; what it has already done by then is switch to its closed-state `addCommand`.
+ */
+function socketFailureReason(conn: PoolConnection): 'socket-error' | 'socket-end' {
+  const c = conn as unknown as {
+    _fatalError?: unknown;
+    addCommand?: unknown;
+    _addCommandClosedState?: unknown;
+  };
+  return c._fatalError ||
+    (c._addCommandClosedState !== undefined && c.addCommand === c._addCommandClosedState)
+    ? 'socket-error'
+    : 'socket-end';
+}
+
+/** True when the pool is told about a connection because its holder called `destroy()`, not
+ * because the socket ended or failed. */
+function isExplicitDestroy(conn: PoolConnection): boolean {
+  const c = conn as unknown as {
+    _fatalError?: unknown;
+    _protocolError?: unknown;
+    addCommand?: unknown;
+    _addCommandClosedState?: unknown;
+    stream?: { destroyed?: boolean; readableEnded?: boolean };
+  };
+  return !(
+    c._fatalError ||
+    c._protocolError ||
+    (c._addCommandClosedState !== undefined && c.addCommand === c._addCommandClosedState) ||
+    c.stream?.destroyed ||
+    c.stream?.readableEnded
+  );
+}
+
+/** mysql2's error for a command given to a closed connection, reproduced exactly (mysql2 gives it
+ * no `code`; `fatal` is true). */
+function closedStateError(): Error {
+  return Object.assign(new Error("Can't add new command when connection is in closed state"), {
+    fatal: true,
+  });
+}
+
+/**
+ * A query without a callback (event or `.stream()` style) never hears of a network error in
+ * mysql2: the error goes to the connection's `error` event, and the query emits neither `error`
+ * nor `end`, so its consumer waits forever. While such a query is in flight on a pooled
+ * connection, a connection error is forwarded to it as `error` then `end`, as mysql2 does for a
+ * server error.
+ */
+function forwardConnectionErrors(conn: PoolConnection, cmdQuery: MysqlQuery): void {
+  let done = false;
+  const onError = (err: unknown): void => {
+    if (done) return;
+    done = true;
+    conn.removeListener('error', onError);
+    cmdQuery.emit('error', err);
+    cmdQuery.emit('end');
+  };
+  conn.on('error', onError);
+  cmdQuery.once('end', () => {
+    done = true;
+    conn.removeListener('error', onError);
+  });
+}
+
 function isReadOnlyError(err: unknown): boolean {
   const errno = (err as QueryError | null)?.errno;
   // ER_OPTION_PREVENTS_STATEMENT, ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, ER_READ_ONLY_MODE:
   // mysql2 drops such a connection (a failed-over primary), and so do we.
   return errno === 1290 || errno === 1792 || errno === 1836;
+}
+
+/** The stack of the code that called `getConnection`, without the pool's own frames above it. */
+function acquiredHere(): string | undefined {
+  const marker = new Error('Connection acquired here');
+  Error.captureStackTrace(marker, KeepalivePool.prototype.getConnection);
+  return marker.stack;
 }
 
 function asError(value: unknown): Error {

@@ -178,7 +178,9 @@ export async function startThrowawayMariadb(
     live.delete(entry);
     fs.rmSync(dir, { recursive: true, force: true });
     const stderr = String((error as { stderr?: unknown }).stderr ?? '');
-    throw new Error(`mariadb-install-db failed: ${(error as Error).message}\n${stderr}`);
+    throw new Error(`mariadb-install-db failed: ${(error as Error).message}\n${stderr}`, {
+      cause: error,
+    });
   }
 
   const port = opts.port ?? (await freePort());
@@ -212,7 +214,6 @@ export async function startThrowawayMariadb(
       /* reported through the exit check below */
     });
     const deadline = Date.now() + readyTimeoutMs;
-    let lastError: Error | null = null;
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
@@ -221,12 +222,12 @@ export async function startThrowawayMariadb(
       }
       const res = await tryConnect(connectOpts, 1000);
       if (res.ok) return;
-      lastError = res.error;
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
         await exited(child);
         throw new Error(
-          `mariadbd not ready within ${readyTimeoutMs} ms (last connect error: ${lastError.message})\n${tail(errLog, 20)}`,
+          `mariadbd not ready within ${readyTimeoutMs} ms (last connect error: ${res.error.message})\n${tail(errLog, 20)}`,
+          { cause: res.error },
         );
       }
       // Polling interval between connection attempts, not a stand-in for an event: the server

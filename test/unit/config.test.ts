@@ -1118,8 +1118,9 @@ describe('unknown MYSQL_* variables', () => {
     assert.equal(warn.mock.callCount(), 1);
   });
 
-  it('leave other tools’ variables and MYSQL_SSL_* alone, silently', (t) => {
-    const env: Env = { MYSQL_SSL_CA: '/ca.pem', MYSQL_SSL_MODE: 'REQUIRED' };
+  // MYSQL_SSL_* is ours now: see test/unit/config-tls.test.ts.
+  it('leave other tools’ variables alone, silently', (t) => {
+    const env: Env = {};
     for (const name of FOREIGN_ENV) env[name] = SECRET;
     for (const name of [
       'MYSQL_ROOT_PASSWORD',
@@ -1350,6 +1351,21 @@ describe('warnings', () => {
     assert.equal(cfg.warnings.length, 2);
     assert.ok(cfg.warnings.some((w) => /idlePingInterval is 0/.test(w)));
     assert.deepEqual(resolve(t, { idlePingInterval: 0 }).cfg.warnings, []);
+  });
+
+  it('keepAliveInterval above keepAliveInitialDelay (Linux then probes every interval)', (t) => {
+    const { cfg } = resolve(t, {
+      keepAliveInitialDelay: 1000,
+      keepAliveInterval: 10_000,
+      tcpUserTimeout: 0,
+    });
+    assert.equal(cfg.warnings.length, 1);
+    assert.match(cfg.warnings[0] ?? '', /probes an idle connection only every 10000 ms/);
+    assert.deepEqual(
+      resolve(t, { keepAliveInitialDelay: 1000, keepAliveInterval: 1000, tcpUserTimeout: 0 }).cfg
+        .warnings,
+      [],
+    );
   });
 
   it('minIdle above maxIdle', (t) => {

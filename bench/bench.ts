@@ -1,0 +1,675 @@
+/**
+ * `npm run bench`: this pool against mysql2's createPool and the mariadb package's pool, in one
+ * process run, in alternating rounds so that machine drift hits every peer alike.
+ *
+ *   throughput  SELECT 1 via pool.query and pool.execute at several concurrencies; the headline
+ *               is the per-round ratio to mysql2 (peers of one cell run back to back), its median
+ *               and spread over the rounds
+ *   checkout    getConnection → release latency, hot loop (inside the validation skip window)
+ *               and sparse (each checkout after the window: the pool validates)
+ *   memory      heap and RSS after N queries and per idle connection, one fresh process per peer
+ *   recovery    first-query latency after the kernel rig forgot every flow (drop and RST modes)
+ *
+ * Prints a table and writes JSON to bench/results/ (or --out). `--smoke` runs tiny sizes (< 30 s)
+ * for CI, which checks the JSON's shape and never its timings. `--help` lists the flags.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mysql from 'mysql2';
+import { dbOptions } from '../test/support/db.js';
+import type { DbOptions } from '../test/support/db.js';
+import { runInNs } from '../test/support/ns-run.js';
+import type { RigMode } from '../test/support/rig.js';
+import { resolveConfig } from '../src/config.js';
+import { buildPool } from './build.js';
+import { checkoutSamples, fill, throughputCell } from './measure.js';
+import type { Method } from './measure.js';
+import type { MemoryResult } from './memory-child.js';
+import { createPeer, peerVersions, PEERS, useKeepaliveModule } from './peers.js';
+import type { PeerName, PeerPool } from './peers.js';
+import { runRecovery } from './recovery.js';
+import type { RecoveryReport } from './recovery.js';
+import { latencySummary, round, spread } from './stats.js';
+import type { LatencySummary, Spread } from './stats.js';
+
+const SECTIONS = ['throughput', 'checkout', 'memory', 'recovery'] as const;
+type Section = (typeof SECTIONS)[number];
+
+export interface Settings {
+  smoke: boolean;
+  /** 'build': this pool as tsup bundles it (what users run); 'tsx': src/ through tsx. */
+  source: 'build' | 'tsx';
+  sections: Section[];
+  peers: PeerName[];
+  methods: Method[];
+  concurrency: number[];
+  connectionLimit: number;
+  rounds: number;
+  durationMs: number;
+  warmupMs: number;
+  checkoutSamples: number;
+  validationSamples: number;
+  validationWindowMs: number;
+  memoryQueries: number;
+  idleConnections: number;
+  recoveryPeers: PeerName[];
+  recoveryModes: RigMode[];
+  recoveryIdleTimeoutSec: number;
+  recoveryIdleSec: number;
+  recoveryConcurrency: number;
+  recoveryCapMs: number;
+  recoveryParallel: number;
+  out: string | null;
+  url: string | null;
+}
+
+const DEFAULTS: Settings = {
+  smoke: false,
+  source: 'build',
+  sections: [...SECTIONS],
+  peers: [...PEERS],
+  methods: ['query', 'execute'],
+  concurrency: [1, 8, 32, 128],
+  connectionLimit: 10,
+  rounds: 5,
+  durationMs: 1500,
+  warmupMs: 1000,
+  checkoutSamples: 5000,
+  validationSamples: 40,
+  validationWindowMs: 20,
+  memoryQueries: 100_000,
+  idleConnections: 20,
+  recoveryPeers: [...PEERS],
+  recoveryModes: ['drop', 'rst'],
+  recoveryIdleTimeoutSec: 2,
+  recoveryIdleSec: 4,
+  recoveryConcurrency: 4,
+  recoveryCapMs: 5000,
+  recoveryParallel: 3,
+  out: null,
+  url: null,
+};
+
+/** --smoke: every section, tiny sizes; the JSON has the full shape. */
+const SMOKE: Partial<Settings> = {
+  rounds: 1,
+  durationMs: 100,
+  warmupMs: 100,
+  checkoutSamples: 50,
+  validationSamples: 3,
+  validationWindowMs: 5,
+  memoryQueries: 1000,
+  idleConnections: 3,
+  recoveryIdleTimeoutSec: 1,
+  recoveryIdleSec: 2.5,
+  recoveryConcurrency: 2,
+  recoveryCapMs: 2000,
+  recoveryParallel: 6,
+};
+
+type Kind =
+  'int' | 'number' | 'list-int' | 'string' | 'source' | 'sections' | 'peers' | 'methods' | 'modes';
+const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> = {
+  '--source': {
+    key: 'source',
+    kind: 'source',
+    help: 'build: this pool bundled by tsup, as users run it; tsx: src/ through tsx',
+  },
+  '--sections': { key: 'sections', kind: 'sections', help: `subset of ${SECTIONS.join(',')}` },
+  '--peers': { key: 'peers', kind: 'peers', help: `subset of ${PEERS.join(',')}` },
+  '--methods': { key: 'methods', kind: 'methods', help: 'subset of query,execute' },
+  '--concurrency': { key: 'concurrency', kind: 'list-int', help: 'e.g. 1,8,32,128' },
+  '--connection-limit': {
+    key: 'connectionLimit',
+    kind: 'int',
+    help: 'connectionLimit of every pool',
+  },
+  '--rounds': { key: 'rounds', kind: 'int', help: 'alternating rounds (throughput, checkout)' },
+  '--duration': { key: 'durationMs', kind: 'int', help: 'ms per peer per throughput cell' },
+  '--warmup': { key: 'warmupMs', kind: 'int', help: 'ms of warm-up per peer and method' },
+  '--checkout-samples': {
+    key: 'checkoutSamples',
+    kind: 'int',
+    help: 'hot checkouts per peer per round',
+  },
+  '--validation-samples': {
+    key: 'validationSamples',
+    kind: 'int',
+    help: 'sparse checkouts per peer (total)',
+  },
+  '--validation-window': {
+    key: 'validationWindowMs',
+    kind: 'int',
+    help: 'skip window for the sparse run, ms',
+  },
+  '--memory-queries': {
+    key: 'memoryQueries',
+    kind: 'int',
+    help: 'queries before the memory reading',
+  },
+  '--idle-connections': {
+    key: 'idleConnections',
+    kind: 'int',
+    help: 'idle connections for the per-connection figure',
+  },
+  '--recovery-peers': { key: 'recoveryPeers', kind: 'peers', help: 'peers run through the rig' },
+  '--recovery-modes': { key: 'recoveryModes', kind: 'modes', help: 'drop,rst' },
+  '--recovery-idle-timeout': {
+    key: 'recoveryIdleTimeoutSec',
+    kind: 'int',
+    help: "rig's conntrack timeout, s",
+  },
+  '--recovery-idle': {
+    key: 'recoveryIdleSec',
+    kind: 'number',
+    help: 'idle time before the queries, s',
+  },
+  '--recovery-concurrency': {
+    key: 'recoveryConcurrency',
+    kind: 'int',
+    help: 'warm connections = concurrent first queries',
+  },
+  '--recovery-cap': {
+    key: 'recoveryCapMs',
+    kind: 'int',
+    help: 'a query unanswered after this is "timed out", ms',
+  },
+  '--recovery-parallel': { key: 'recoveryParallel', kind: 'int', help: 'rigs at the same time' },
+  '--out': {
+    key: 'out',
+    kind: 'string',
+    help: 'JSON path (default bench/results/bench-<time>.json)',
+  },
+  '--url': {
+    key: 'url',
+    kind: 'string',
+    help: 'mysql://user:pass@host:port/db (default TEST_MYSQL_URL or local)',
+  },
+};
+
+function usage(): string {
+  const lines = ['usage: npm run bench -- [--smoke] [flags]', ''];
+  lines.push('  --smoke                   tiny sizes, every section, < 30 s (CI)');
+  for (const [flag, f] of Object.entries(FLAGS)) {
+    lines.push(
+      `  ${`${flag} <v>`.padEnd(26)}${f.help} (default ${JSON.stringify(DEFAULTS[f.key])})`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function parseList<T extends string>(flag: string, v: string, allowed: readonly T[]): T[] {
+  const items = v.split(',').filter(Boolean);
+  for (const item of items) {
+    if (!allowed.includes(item as T)) {
+      throw new Error(`${flag}: "${item}" is not one of ${allowed.join(',')}`);
+    }
+  }
+  if (items.length === 0) throw new Error(`${flag}: empty list`);
+  return items as T[];
+}
+
+export function parseArgs(argv: string[]): Settings {
+  const smoke = argv.includes('--smoke');
+  const s: Settings = { ...DEFAULTS, ...(smoke ? SMOKE : {}), smoke };
+  const set = s as unknown as Record<string, unknown>;
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (flag === '--smoke') continue;
+    const spec = FLAGS[flag];
+    if (!spec) throw new Error(`unknown flag ${flag}\n${usage()}`);
+    const v = argv[++i];
+    if (v === undefined) throw new Error(`${flag} needs a value`);
+    const num = (x: string): number => {
+      const n = Number(x);
+      if (!Number.isFinite(n) || n < 0) throw new Error(`${flag}: "${x}" is not a number >= 0`);
+      if (spec.kind !== 'number' && !Number.isInteger(n)) {
+        throw new Error(`${flag}: "${x}" is not an integer`);
+      }
+      return n;
+    };
+    switch (spec.kind) {
+      case 'int':
+      case 'number':
+        set[spec.key] = num(v);
+        break;
+      case 'list-int':
+        set[spec.key] = v.split(',').filter(Boolean).map(num);
+        break;
+      case 'string':
+        set[spec.key] = v;
+        break;
+      case 'source':
+        set[spec.key] = parseList(flag, v, ['build', 'tsx'] as const)[0];
+        break;
+      case 'sections':
+        set[spec.key] = parseList(flag, v, SECTIONS);
+        break;
+      case 'peers':
+        set[spec.key] = parseList(flag, v, PEERS);
+        break;
+      case 'methods':
+        set[spec.key] = parseList(flag, v, ['query', 'execute'] as const);
+        break;
+      case 'modes':
+        set[spec.key] = parseList(flag, v, ['drop', 'rst'] as const);
+        break;
+    }
+  }
+  if (s.rounds < 1) throw new Error('--rounds must be >= 1');
+  if (s.recoveryIdleSec <= s.recoveryIdleTimeoutSec) {
+    throw new Error(
+      '--recovery-idle must exceed --recovery-idle-timeout (the flows must be forgotten)',
+    );
+  }
+  return s;
+}
+
+function resolveDb(url: string | null): DbOptions {
+  if (url === null) return dbOptions();
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.slice(1) || 'test',
+  };
+}
+
+function log(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Rotates `items` by `by`: round r starts with a different peer, so no peer always goes first. */
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const n = items.length;
+  return items.map((_, i) => items[(i + by) % n]!);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+export interface ThroughputCell {
+  method: Method;
+  concurrency: number;
+  /** Queries per second per round. */
+  qps: Partial<Record<PeerName, Spread>>;
+  /** Per-round qps(peer) / qps(mysql2) of the same round. */
+  ratioToMysql2: Partial<Record<PeerName, Spread>>;
+  /** This process's CPU time per query, µs, per round: the client-side cost. */
+  cpuUsPerQuery: Partial<Record<PeerName, Spread>>;
+}
+
+async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<ThroughputCell[]> {
+  const peers = [...pools.keys()];
+  log(`throughput: warming up ${peers.join(', ')}`);
+  for (const [, pool] of pools) {
+    await fill(pool, s.connectionLimit);
+    for (const method of s.methods) await throughputCell(pool, method, 32, s.warmupMs);
+  }
+  const cells: Array<{
+    method: Method;
+    concurrency: number;
+    qps: Map<PeerName, number[]>;
+    cpu: Map<PeerName, number[]>;
+  }> = [];
+  for (const method of s.methods) {
+    for (const concurrency of s.concurrency) {
+      cells.push({
+        method,
+        concurrency,
+        qps: new Map(peers.map((p) => [p, []])),
+        cpu: new Map(peers.map((p) => [p, []])),
+      });
+    }
+  }
+  for (let r = 0; r < s.rounds; r++) {
+    log(`throughput: round ${r + 1}/${s.rounds}`);
+    for (const [ci, cell] of cells.entries()) {
+      for (const peer of rotate(peers, r + ci)) {
+        const res = await throughputCell(
+          pools.get(peer)!,
+          cell.method,
+          cell.concurrency,
+          s.durationMs,
+        );
+        cell.qps.get(peer)!.push(res.qps);
+        cell.cpu.get(peer)!.push(res.cpuUsPerQuery);
+      }
+    }
+  }
+  return cells.map((c) => {
+    const base = c.qps.get('mysql2');
+    const qps: ThroughputCell['qps'] = {};
+    const ratio: ThroughputCell['ratioToMysql2'] = {};
+    const cpu: ThroughputCell['cpuUsPerQuery'] = {};
+    for (const [peer, values] of c.qps) {
+      qps[peer] = spread(values.map((v) => round(v)));
+      cpu[peer] = spread(c.cpu.get(peer)!.map((v) => round(v, 1)));
+      if (base && peer !== 'mysql2') {
+        ratio[peer] = spread(values.map((v, i) => round(v / base[i]!, 4)));
+      }
+    }
+    return {
+      method: c.method,
+      concurrency: c.concurrency,
+      qps,
+      ratioToMysql2: ratio,
+      cpuUsPerQuery: cpu,
+    };
+  });
+}
+
+export interface CheckoutReport {
+  /** Back-to-back checkouts: inside every pool's skip window, nothing is validated. */
+  hot: Partial<Record<PeerName, LatencySummary>>;
+  /** Checkouts spaced past a lowered skip window: this pool and mariadb ping first; mysql2 has
+   * no validation and shows the bare checkout after the same idle gap. */
+  validating: Partial<Record<PeerName, LatencySummary>> & { windowMs?: number; gapMs?: number };
+}
+
+async function checkout(
+  s: Settings,
+  pools: Map<PeerName, PeerPool>,
+  db: DbOptions,
+): Promise<CheckoutReport> {
+  const peers = [...pools.keys()];
+  const hot = new Map<PeerName, number[]>(peers.map((p) => [p, []]));
+  const sparse = new Map<PeerName, number[]>(peers.map((p) => [p, []]));
+  const windowed = new Map<PeerName, PeerPool>();
+  for (const peer of peers) {
+    const pool = createPeer(peer, {
+      db,
+      connectionLimit: s.connectionLimit,
+      validationWindowMs: s.validationWindowMs,
+    });
+    await fill(pool, 1);
+    windowed.set(peer, pool);
+  }
+  const gapMs = s.validationWindowMs * 2 + 5;
+  const perRound = Math.max(1, Math.ceil(s.validationSamples / s.rounds));
+  try {
+    for (let r = 0; r < s.rounds; r++) {
+      log(`checkout: round ${r + 1}/${s.rounds}`);
+      for (const peer of rotate(peers, r)) {
+        hot.get(peer)!.push(...(await checkoutSamples(pools.get(peer)!, s.checkoutSamples, 0)));
+      }
+      for (const peer of rotate(peers, r)) {
+        const pool = windowed.get(peer)!;
+        // Idle past the window first: every sample, the first included, is a validating one.
+        await new Promise((resolve) => setTimeout(resolve, gapMs));
+        sparse.get(peer)!.push(...(await checkoutSamples(pool, perRound, gapMs)));
+      }
+    }
+  } finally {
+    await Promise.all([...windowed.values()].map((p) => p.end()));
+  }
+  const report: CheckoutReport = { hot: {}, validating: { windowMs: s.validationWindowMs, gapMs } };
+  for (const peer of peers) {
+    report.hot[peer] = latencySummary(hot.get(peer)!);
+    report.validating[peer] = latencySummary(sparse.get(peer)!);
+  }
+  return report;
+}
+
+async function memory(
+  s: Settings,
+  db: DbOptions,
+  bundle: string | null,
+): Promise<Partial<Record<PeerName, MemoryResult>>> {
+  const out: Partial<Record<PeerName, MemoryResult>> = {};
+  for (const peer of s.peers) {
+    log(`memory: ${peer} (${s.memoryQueries} queries, ${s.idleConnections} idle connections)`);
+    const { result } = await runInNs<MemoryResult>(
+      null,
+      'bench/memory-child.ts',
+      [
+        '--peer',
+        peer,
+        '--queries',
+        String(s.memoryQueries),
+        '--idle-connections',
+        String(s.idleConnections),
+        ...(bundle === null ? [] : ['--module', bundle]),
+      ],
+      {
+        nodeArgs: ['--expose-gc', '--import', 'tsx'],
+        env: { BENCH_DB: JSON.stringify(db) },
+        timeoutMs: 120_000 + s.memoryQueries,
+      },
+    );
+    out[peer] = result;
+  }
+  return out;
+}
+
+async function recovery(
+  s: Settings,
+  bundle: string | null,
+): Promise<RecoveryReport & { validationTimeoutMs: number }> {
+  log(
+    `recovery: ${s.recoveryModes.join('+')} × ${s.recoveryPeers.join(', ')} through the conntrack rig`,
+  );
+  const report = await runRecovery({
+    peers: s.recoveryPeers,
+    keepaliveModule: bundle ?? 'src/index.ts',
+    modes: s.recoveryModes,
+    idleTimeoutSec: s.recoveryIdleTimeoutSec,
+    idleSec: s.recoveryIdleSec,
+    concurrency: s.recoveryConcurrency,
+    capMs: s.recoveryCapMs,
+    parallel: s.recoveryParallel,
+  });
+  if (!report.available) log(`recovery: conntrack rig unavailable: ${report.reason}`);
+  // The figure recovery is judged against: this pool's validationTimeout as the rig runs it.
+  const validationTimeoutMs = resolveConfig({}, process.env).validationTimeout;
+  return { ...report, validationTimeoutMs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+export interface BenchResult {
+  schema: 1;
+  smoke: boolean;
+  startedAt: string;
+  durationMs: number;
+  environment: {
+    node: string;
+    platform: string;
+    arch: string;
+    cpus: number;
+    cpuModel: string;
+    server: string;
+    versions: Record<string, string>;
+    loadavgStart: number[];
+    loadavgEnd: number[];
+  };
+  settings: Omit<Settings, 'url'> & { sql: string };
+  poolSettings: Partial<Record<PeerName, Record<string, unknown>>>;
+  throughput: ThroughputCell[] | null;
+  checkout: CheckoutReport | null;
+  memory: Partial<Record<PeerName, MemoryResult>> | null;
+  recovery: (RecoveryReport & { validationTimeoutMs: number }) | null;
+}
+
+function serverVersion(db: DbOptions): Promise<string> {
+  const conn = mysql.createConnection({ ...db });
+  return new Promise<string>((resolve, reject) => {
+    conn.query('SELECT VERSION() AS v', (err, rows) => {
+      conn.destroy();
+      if (err) reject(err);
+      else resolve(String((rows as Array<{ v: unknown }>)[0]?.v));
+    });
+  });
+}
+
+const fmt = (n: number | undefined): string =>
+  n === undefined || Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US');
+const pct = (r: number | undefined): string =>
+  r === undefined || Number.isNaN(r) ? '-' : `${((r - 1) * 100).toFixed(1)}%`;
+const kib = (b: number): string => `${(b / 1024).toFixed(1)} KiB`;
+const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MiB`;
+
+function printReport(res: BenchResult): void {
+  const e = res.environment;
+  log();
+  log(
+    `Node ${e.node}, ${e.cpus} × ${e.cpuModel}, server ${e.server}; load ${e.loadavgStart.map((x) => x.toFixed(2)).join(' ')} → ${e.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}`,
+  );
+  if (res.throughput) {
+    const s = res.settings;
+    log();
+    log(
+      `Throughput, ${res.settings.sql}, queries/s: median of ${s.rounds} alternating round(s) of ${s.durationMs} ms [min–max]; connectionLimit ${s.connectionLimit}`,
+    );
+    log(
+      'method   conc  ' +
+        s.peers.map((p) => p.padStart(26)).join('') +
+        '   vs mysql2 (median [min, max])',
+    );
+    for (const c of res.throughput) {
+      const cols = s.peers.map((p) => {
+        const q = c.qps[p];
+        return (q ? `${fmt(q.median)} [${fmt(q.min)}–${fmt(q.max)}]` : '-').padStart(26);
+      });
+      const ratios = s.peers
+        .filter((p) => p !== 'mysql2' && c.ratioToMysql2[p])
+        .map((p) => {
+          const r = c.ratioToMysql2[p]!;
+          return `${p} ${pct(r.median)} [${pct(r.min)}, ${pct(r.max)}]`;
+        });
+      log(
+        `${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  ${cols.join('')}   ${ratios.join('; ')}`,
+      );
+    }
+    log();
+    log('Client CPU per query (this process, user + system), µs: median [min–max]');
+    for (const c of res.throughput) {
+      const cols = s.peers.map((p) => {
+        const v = c.cpuUsPerQuery[p];
+        return (
+          v ? `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}]` : '-'
+        ).padStart(26);
+      });
+      log(`${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  ${cols.join('')}`);
+    }
+  }
+  if (res.checkout) {
+    log();
+    log('Checkout latency (getConnection → release), µs: p50 / p99');
+    log(
+      `  hot loop (no validation due):      ${res.settings.peers.map((p) => `${p} ${res.checkout!.hot[p]?.p50Us} / ${res.checkout!.hot[p]?.p99Us}`).join('; ')}`,
+    );
+    const v = res.checkout.validating;
+    log(
+      `  sparse (every ${v.gapMs} ms, window ${v.windowMs} ms): ${res.settings.peers.map((p) => `${p} ${v[p]?.p50Us} / ${v[p]?.p99Us}`).join('; ')}`,
+    );
+  }
+  if (res.memory) {
+    log();
+    log(`Memory (fresh process per peer, after full GC)`);
+    for (const [peer, m] of Object.entries(res.memory)) {
+      log(
+        `  ${peer.padEnd(10)} per idle connection: heap ${kib(m.perIdleConnection.heapUsed)}, rss ${kib(m.perIdleConnection.rss)}; after ${m.queries} queries: heap ${mib(m.afterQueries.heapUsed)}, rss ${mib(m.afterQueries.rss)}, retained ${kib(m.retainedByQueries.heapUsed)}`,
+      );
+    }
+  }
+  if (res.recovery) {
+    log();
+    const r = res.recovery;
+    if (!r.available) {
+      log(`Recovery: conntrack rig unavailable (${r.reason})`);
+    } else {
+      log(
+        `Recovery after every flow was forgotten (rig timeout ${r.settings.idleTimeoutSec} s, idle ${r.settings.idleSec} s, ${r.settings.concurrency} concurrent first queries; this pool's validationTimeout ${r.validationTimeoutMs} ms, cap ${r.settings.capMs} ms)`,
+      );
+      for (const run of r.runs) {
+        const codes = [...new Set(run.results.map((x) => x.errorCode).filter(Boolean))].join(',');
+        log(
+          `  ${run.mode.padEnd(4)} ${run.peer.padEnd(10)} ${run.outcome.padEnd(10)} slowest ${run.maxMs} ms, fastest ${run.minMs} ms${codes ? ` (${codes})` : ''}; conntrack entries before the queries: ${run.conntrackBeforeQuery}`,
+        );
+      }
+    }
+  }
+  log();
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--help')) {
+    log(usage());
+    return;
+  }
+  const s = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const db = resolveDb(s.url);
+  const loadavgStart = os.loadavg();
+  const result: BenchResult = {
+    schema: 1,
+    smoke: s.smoke,
+    startedAt: new Date(started).toISOString(),
+    durationMs: 0,
+    environment: {
+      node: process.version,
+      platform: process.platform,
+      arch: process.arch,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+      server: await serverVersion(db),
+      versions: peerVersions(),
+      loadavgStart,
+      loadavgEnd: loadavgStart,
+    },
+    settings: { ...withoutUrl(s), sql: 'SELECT 1' },
+    poolSettings: {},
+    throughput: null,
+    checkout: null,
+    memory: null,
+    recovery: null,
+  };
+  const bundle = s.source === 'build' ? await buildPool() : null;
+  useKeepaliveModule(bundle);
+  const pools = new Map<PeerName, PeerPool>();
+  try {
+    if (s.sections.includes('throughput') || s.sections.includes('checkout')) {
+      for (const peer of s.peers) {
+        const pool = createPeer(peer, { db, connectionLimit: s.connectionLimit });
+        pools.set(peer, pool);
+        result.poolSettings[peer] = pool.settings();
+      }
+    }
+    if (s.sections.includes('throughput')) result.throughput = await throughput(s, pools);
+    if (s.sections.includes('checkout')) result.checkout = await checkout(s, pools, db);
+  } finally {
+    await Promise.all([...pools.values()].map((p) => p.end()));
+  }
+  if (s.sections.includes('memory')) result.memory = await memory(s, db, bundle);
+  if (s.sections.includes('recovery')) result.recovery = await recovery(s, bundle);
+  result.environment.loadavgEnd = os.loadavg();
+  result.durationMs = Date.now() - started;
+  printReport(result);
+  const out =
+    s.out ??
+    path.join(
+      __dirname,
+      'results',
+      `bench-${result.startedAt.replace(/[:.]/g, '-')}${s.smoke ? '-smoke' : ''}.json`,
+    );
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  log(`results: ${out}`);
+}
+
+function withoutUrl(s: Settings): Omit<Settings, 'url'> {
+  const { url: _url, ...rest } = s;
+  return rest;
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(
+    `bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+  );
+  process.exitCode = 1;
+});
