@@ -73,8 +73,8 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${peer} ${method}${method === 'checkout' ? '' : ` c=${concurrency}`}: ` +
         `${Math.round((ops * 1000) / ms)} per second, ` +
-        `client CPU ${(((cpu.user + cpu.system) / ops) | 0).toString()} µs per operation ` +
-        `(user ${((cpu.user / ops) | 0).toString()}, system ${((cpu.system / ops) | 0).toString()})` +
+        `client CPU ${((cpu.user + cpu.system) / ops).toFixed(2)} µs per operation ` +
+        `(user ${(cpu.user / ops).toFixed(2)}, system ${(cpu.system / ops).toFixed(2)})` +
         `${allocated}\n`,
     );
   } finally {

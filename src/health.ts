@@ -206,15 +206,20 @@ export function closeConnection(conn: PoolConnection, graceful: boolean, graceMs
     hardClose();
     return;
   }
-  const timer = setTimeout(hardClose, graceMs);
-  timer.unref();
+  // COM_QUIT queues behind whatever is running, as in mysql2's end(): a running query finishes
+  // first (a dead network still fails it within tcpUserTimeout). Only an idle connection gets a
+  // deadline, for a peer that never answers the QUIT.
+  const cc = conn as unknown as { _command?: unknown; _commands?: { length: number } };
+  const busy = Boolean(cc._command) || (cc._commands?.length ?? 0) > 0;
+  const timer = busy ? null : setTimeout(hardClose, graceMs);
+  timer?.unref();
   try {
     c._realEnd.call(conn, () => {
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
       c.stream?.destroy();
     });
   } catch {
-    clearTimeout(timer);
+    if (timer) clearTimeout(timer);
     hardClose();
   }
 }

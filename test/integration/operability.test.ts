@@ -40,13 +40,15 @@ function getConn(p: Pool): Promise<PoolConnection> {
   return new Promise((resolve, reject) => p.getConnection((e, c) => (e ? reject(e) : resolve(c))));
 }
 
+const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+
 /** Captures every debug line of the library while `fn` runs (debug's own `log` hook). */
 async function captureDebug(fn: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
   const saved = { log: createDebug.log, namespaces: createDebug.disable() };
   createDebug.log = (...args: unknown[]) => {
     // Colours off in the test runner anyway; strip them in case stderr is a TTY.
-    lines.push(format(...args).replace(/\u001b\[[0-9;]*m/g, ''));
+    lines.push(format(...args).replace(ANSI_COLOUR, ''));
   };
   createDebug.enable('mysql2-keepalive-pool:*');
   try {

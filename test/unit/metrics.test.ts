@@ -53,7 +53,7 @@ function stats(over: Partial<PoolStats> = {}): PoolStats {
     deadIdleMsMin: 900_250,
     deadIdleMsByReason: Object.fromEntries(
       REASONS.map((r) => [r, { recent: [], min: null }]),
-    ) as PoolStats['deadIdleMsByReason'],
+    ) as unknown as PoolStats['deadIdleMsByReason'],
   };
   return { ...base, ...over };
 }
