@@ -58,9 +58,22 @@ export function checkoutSamples(pool: PeerPool, samples: number, gapMs: number):
   return new Promise((resolve, reject) => {
     const out: number[] = [];
     let t0 = 0;
+    // mariadb's pool calls back synchronously when it has an idle connection: loop instead of
+    // recursing, or thousands of samples overflow the stack.
+    let inNext = false;
+    let again = false;
     const next = (): void => {
-      t0 = performance.now();
-      pool.getConnection(got);
+      if (inNext) {
+        again = true;
+        return;
+      }
+      inNext = true;
+      do {
+        again = false;
+        t0 = performance.now();
+        pool.getConnection(got);
+      } while (again);
+      inNext = false;
     };
     function got(err: Error | null, conn?: unknown): void {
       if (err) {

@@ -1154,7 +1154,28 @@ function resolveSsl(explicit: unknown): unknown {
   const copy: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(explicit)) copy[k] = frozenCopy(v);
   copy.rejectUnauthorized = explicit.rejectUnauthorized !== false;
-  return copy;
+  return maskSslOnInspect(copy);
+}
+
+/**
+ * mysql2 keeps the `ssl` object it is given as `connection.config.ssl`, so the pool's
+ * `config.connectionConfig.ssl` holds the private key. `util.inspect` and `JSON.stringify` of it
+ * show key material as `'***'`; mysql2 reads the real properties. Both hooks are non-enumerable,
+ * so they never reach TLS options or per-connection copies.
+ */
+function maskSslOnInspect(ssl: Record<string, unknown>): Record<string, unknown> {
+  const masked = (): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(ssl)) {
+      out[k] = typeof v === 'boolean' || typeof v === 'number' || SSL_SHOWN.has(k) ? v : '***';
+    }
+    return out;
+  };
+  Object.defineProperty(ssl, inspect.custom, {
+    value: (_depth: number, options: object) => inspect(masked(), options),
+  });
+  Object.defineProperty(ssl, 'toJSON', { value: masked });
+  return ssl;
 }
 
 // ---------------------------------------------------------------------------
@@ -1339,7 +1360,7 @@ function resolveSslEnv(env: NodeJS.ProcessEnv, host: unknown): SslFromEnv | unde
     ssl.cert = cert;
     ssl.key = key;
   }
-  return { ssl, mode, warnings };
+  return { ssl: maskSslOnInspect(ssl), mode, warnings };
 }
 
 // ---------------------------------------------------------------------------

@@ -104,6 +104,7 @@ export interface AdviceInput {
 const COVERED_WARNINGS = [
   'enableKeepAlive is false',
   'keepAliveInitialDelay ',
+  'keepAliveInterval ', // the probe spacing: judged below against the known timeouts instead
   'idlePingInterval is 0',
 ];
 
@@ -151,6 +152,16 @@ export function advise(input: AdviceInput): Advice[] {
     risk(
       'KEEPALIVE_DELAY_CLOUD',
       `${gapText} is at or above Azure Load Balancer's 4 min idle timeout (AWS NLB/NAT: 350 s). Set ${gapFix}.`,
+    );
+  }
+  if (
+    c.enableKeepAlive &&
+    c.keepAliveInterval > c.keepAliveInitialDelay &&
+    gap < CLOUD_LB_IDLE_MS
+  ) {
+    note(
+      'KEEPALIVE_SPACING',
+      `keepAliveInterval ${sec(c.keepAliveInterval)} is above keepAliveInitialDelay ${sec(c.keepAliveInitialDelay)}: an idle connection is probed every ${sec(c.keepAliveInterval)}, which must stay below the idle timeout of the path (see probe).`,
     );
   }
   if (c.idlePingInterval === 0 && (!c.enableKeepAlive || c.keepAliveInitialDelay >= IPVS_IDLE_MS)) {

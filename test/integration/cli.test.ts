@@ -185,6 +185,25 @@ describe('doctor against the local server', { concurrency: true }, () => {
     );
   });
 
+  test('DEBUG: namespaces :config, :pool and :cli, every line prefixed with the pool name', async () => {
+    const run = await runCli(
+      ['doctor'],
+      dbEnv({ MYSQL_NAME: 'dbg-cli', DEBUG: 'mysql2-keepalive-pool:*', DEBUG_COLORS: '0' }),
+    );
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const lines = run.stderr.split('\n').filter((l) => l.includes('mysql2-keepalive-pool:'));
+    const namespaces = new Set<string>();
+    for (const line of lines) {
+      const m = /(mysql2-keepalive-pool:[a-z]+) (\S+): /.exec(line);
+      assert.ok(m, `namespace and pool name: ${line}`);
+      namespaces.add(m[1]!);
+      assert.equal(m[2], 'dbg-cli', line);
+    }
+    for (const ns of ['config', 'pool', 'cli']) {
+      assert.ok(namespaces.has(`mysql2-keepalive-pool:${ns}`), [...namespaces].join());
+    }
+  });
+
   test('usage: --help, unknown command, bad flags', async () => {
     const help = await runCli(['--help'], {});
     assert.equal(help.code, 0);

@@ -153,6 +153,17 @@ test('advise: config warnings not covered above, and unknown MYSQL_* variables, 
   assert.equal(off.filter((x) => /keepalive/i.test(x.message)).length, 1);
 });
 
+test('advise: probes spaced by keepAliveInterval above the delay are a note below 4 min', () => {
+  const a = advise(
+    input({ socket: null }, { keepAliveInitialDelay: 5000, keepAliveInterval: 20_000 }),
+  );
+  assert.deepEqual(
+    a.map((x) => `${x.level}:${x.code}`),
+    ['note:KEEPALIVE_SPACING'],
+  );
+  assert.match(a[0]!.message, /probed every 20 s/);
+});
+
 test('advise: a unix socket is a note, and its (empty) readback raises nothing', () => {
   assert.deepEqual(codes(input({ socket: { tcp: false, readback: {} } })), ['note:NOT_TCP']);
 });

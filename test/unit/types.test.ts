@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-unused-vars -- type tests bind values only to inspect their types */
 /**
  * Type tests: this file must type-check (npm run typecheck runs on test/). The runtime part only
  * makes sure the file is loaded by the runner.
@@ -23,34 +24,35 @@ type Equal<A, B> =
   (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function expectType<T extends true>(_proof?: T): void {}
 
-// Callback API: mysql2's own overloads come through.
-declare const pool: Pool;
-pool.query<RowDataPacket[]>('SELECT 1', (err, rows, fields) => {
-  expectType<Equal<typeof err, QueryError | null>>();
-  expectType<Equal<typeof rows, RowDataPacket[]>>();
-  expectType<Equal<typeof fields, FieldPacket[]>>();
-});
-pool.execute<ResultSetHeader>('INSERT INTO t VALUES (?)', [1], (_err, result) => {
-  expectType<Equal<typeof result, ResultSetHeader>>();
-});
-pool.getConnection((_err, conn) => {
-  expectType<Equal<typeof conn, PoolConnection>>();
-  conn.release();
-});
-const stream = pool.query('SELECT 1').stream();
-void stream;
-const stats: PoolStats = pool.stats();
-expectType<Equal<typeof stats.deadIdleMsMin, number | null>>();
-pool.on('dead', (e) => {
-  expectType<Equal<typeof e.idleMs, number>>();
-});
-// mysql2's promise() keeps its type.
-const viaPromise: Mysql2PromisePool = pool.promise();
-void viaPromise;
+// Never called: the body only has to type-check.
+export function callbackApi(pool: Pool): void {
+  // Callback API: mysql2's own overloads come through.
+  pool.query<RowDataPacket[]>('SELECT 1', (err, rows, fields) => {
+    expectType<Equal<typeof err, QueryError | null>>();
+    expectType<Equal<typeof rows, RowDataPacket[]>>();
+    expectType<Equal<typeof fields, FieldPacket[]>>();
+  });
+  pool.execute<ResultSetHeader>('INSERT INTO t VALUES (?)', [1], (_err, result) => {
+    expectType<Equal<typeof result, ResultSetHeader>>();
+  });
+  pool.getConnection((_err, conn) => {
+    expectType<Equal<typeof conn, PoolConnection>>();
+    conn.release();
+  });
+  const stream = pool.query('SELECT 1').stream();
+  void stream;
+  const stats: PoolStats = pool.stats();
+  expectType<Equal<typeof stats.deadIdleMsMin, number | null>>();
+  pool.on('dead', (e) => {
+    expectType<Equal<typeof e.idleMs, number>>();
+  });
+  // mysql2's promise() keeps its type.
+  const viaPromise: Mysql2PromisePool = pool.promise();
+  void viaPromise;
+}
 
 // Promise API.
-declare const ppool: PromisePool;
-async function promiseApi(): Promise<void> {
+export async function promiseApi(ppool: PromisePool): Promise<void> {
   const [rows, fields] = await ppool.query<RowDataPacket[]>('SELECT 1');
   expectType<Equal<typeof rows, RowDataPacket[]>>();
   expectType<Equal<typeof fields, FieldPacket[]>>();
@@ -60,7 +62,6 @@ async function promiseApi(): Promise<void> {
   const core: Pool = ppool.pool;
   void core;
 }
-void promiseApi;
 
 // Options: mysql2's plus ours; ours are typed.
 const opts: KeepalivePoolOptions = {
@@ -79,9 +80,9 @@ void createPool;
 void createPromisePool;
 
 // Errors carry a typed code.
-declare const e: PoolError;
-expectType<Equal<typeof e.code, PoolError['code']>>();
-declare const ce: ConfigError;
-expectType<Equal<typeof ce.code, 'INVALID_CONFIG'>>();
+export function errorTypes(e: PoolError, ce: ConfigError): void {
+  expectType<Equal<typeof e.code, PoolError['code']>>();
+  expectType<Equal<typeof ce.code, 'INVALID_CONFIG'>>();
+}
 
 test('type tests compile (see npm run typecheck)', () => {});
