@@ -126,7 +126,13 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
           N,
           `every warm-up connection was found dead at checkout or retired as a suspect: ${JSON.stringify(stats.dead)}`,
         );
-        assert.equal(stats.created, 2 * N, 'each stale connection was replaced once');
+        // A caller may be served by a replacement another caller already released while the
+        // connect started for it is still pending: count those too.
+        assert.equal(
+          stats.created + stats.pending,
+          2 * N,
+          `each stale connection was replaced once: ${JSON.stringify({ created: stats.created, pending: stats.pending })}`,
+        );
       });
     });
 
