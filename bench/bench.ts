@@ -23,7 +23,7 @@ import { runInNs } from '../test/support/ns-run.js';
 import type { RigMode } from '../test/support/rig.js';
 import { resolveConfig } from '../src/config.js';
 import { buildPool } from './build.js';
-import { checkoutSamples, fill, throughputCell } from './measure.js';
+import { checkoutSamples, fill, gcTotals, throughputCell } from './measure.js';
 import type { Method } from './measure.js';
 import type { MemoryResult } from './memory-child.js';
 import { createPeer, peerVersions, PEERS, useKeepaliveModule } from './peers.js';
@@ -76,7 +76,7 @@ const DEFAULTS: Settings = {
   durationMs: 1500,
   warmupMs: 1000,
   checkoutSamples: 5000,
-  validationSamples: 40,
+  validationSamples: 100,
   validationWindowMs: 20,
   memoryQueries: 100_000,
   idleConnections: 20,
@@ -190,10 +190,11 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
 
 function usage(): string {
   const lines = ['usage: npm run bench -- [--smoke] [flags]', ''];
-  lines.push('  --smoke                   tiny sizes, every section, < 30 s (CI)');
+  lines.push(`  ${'--smoke'.padEnd(30)}tiny sizes, every section, < 30 s (CI)`);
   for (const [flag, f] of Object.entries(FLAGS)) {
+    const def = DEFAULTS[f.key];
     lines.push(
-      `  ${`${flag} <v>`.padEnd(26)}${f.help} (default ${JSON.stringify(DEFAULTS[f.key])})`,
+      `  ${`${flag} <v>`.padEnd(30)}${f.help}${def === null ? '' : ` (default ${JSON.stringify(def)})`}`,
     );
   }
   return lines.join('\n');
@@ -300,6 +301,8 @@ export interface ThroughputCell {
   ratioToMysql2: Partial<Record<PeerName, Spread>>;
   /** This process's CPU time per query, µs, per round: the client-side cost. */
   cpuUsPerQuery: Partial<Record<PeerName, Spread>>;
+  /** Garbage-collection pause per query, µs, per round (part of the CPU time above). */
+  gcUsPerQuery: Partial<Record<PeerName, Spread>>;
 }
 
 async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<ThroughputCell[]> {
@@ -314,6 +317,7 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
     concurrency: number;
     qps: Map<PeerName, number[]>;
     cpu: Map<PeerName, number[]>;
+    gc: Map<PeerName, number[]>;
   }> = [];
   for (const method of s.methods) {
     for (const concurrency of s.concurrency) {
@@ -322,6 +326,7 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
         concurrency,
         qps: new Map(peers.map((p) => [p, []])),
         cpu: new Map(peers.map((p) => [p, []])),
+        gc: new Map(peers.map((p) => [p, []])),
       });
     }
   }
@@ -329,6 +334,7 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
     log(`throughput: round ${r + 1}/${s.rounds}`);
     for (const [ci, cell] of cells.entries()) {
       for (const peer of rotate(peers, r + ci)) {
+        const gc0 = gcTotals();
         const res = await throughputCell(
           pools.get(peer)!,
           cell.method,
@@ -337,6 +343,12 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
         );
         cell.qps.get(peer)!.push(res.qps);
         cell.cpu.get(peer)!.push(res.cpuUsPerQuery);
+        // GC entries reach the observer asynchronously: let them in before reading.
+        await new Promise((resolve) => setImmediate(resolve));
+        const gc1 = gcTotals();
+        cell.gc
+          .get(peer)!
+          .push(((gc1.minor + gc1.major - gc0.minor - gc0.major) * 1000) / res.count);
       }
     }
   }
@@ -345,9 +357,11 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
     const qps: ThroughputCell['qps'] = {};
     const ratio: ThroughputCell['ratioToMysql2'] = {};
     const cpu: ThroughputCell['cpuUsPerQuery'] = {};
+    const gc: ThroughputCell['gcUsPerQuery'] = {};
     for (const [peer, values] of c.qps) {
       qps[peer] = spread(values.map((v) => round(v)));
       cpu[peer] = spread(c.cpu.get(peer)!.map((v) => round(v, 1)));
+      gc[peer] = spread(c.gc.get(peer)!.map((v) => round(v, 2)));
       if (base && peer !== 'mysql2') {
         ratio[peer] = spread(values.map((v, i) => round(v / base[i]!, 4)));
       }
@@ -358,6 +372,7 @@ async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<
       qps,
       ratioToMysql2: ratio,
       cpuUsPerQuery: cpu,
+      gcUsPerQuery: gc,
     };
   });
 }
@@ -546,10 +561,18 @@ function printReport(res: BenchResult): void {
       );
     }
     log();
-    log('Client CPU per query (this process, user + system), µs: median [min–max]');
+    log(
+      'Client CPU per query (this process, user + system; of which GC), µs: median [min–max] (GC)',
+    );
     for (const c of res.throughput) {
       const cols = s.peers.map((p) => {
         const v = c.cpuUsPerQuery[p];
+        const g = c.gcUsPerQuery[p];
+        if (v && g) {
+          return `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}] (${g.median.toFixed(1)})`.padStart(
+            26,
+          );
+        }
         return (
           v ? `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}]` : '-'
         ).padStart(26);

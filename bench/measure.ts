@@ -3,10 +3,27 @@
  * command as soon as the previous one completes, so the pool, the driver and the server are the
  * only things that set the pace.
  */
-import { performance } from 'node:perf_hooks';
+import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import type { PeerPool } from './peers.js';
 
 export const SQL = 'SELECT 1';
+
+/** Garbage-collection time of this process so far, ms, by kind (observed once started). */
+const gcMs = { minor: 0, major: 0 };
+let gcObserver: PerformanceObserver | null = null;
+export function gcTotals(): { minor: number; major: number } {
+  if (gcObserver === null) {
+    gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+        if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gcMs.minor += e.duration;
+        else gcMs.major += e.duration;
+      }
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
+  }
+  return { ...gcMs };
+}
 export type Method = 'query' | 'execute';
 
 /** Rejects with the first error a peer reports: a bench that hides failures measures nothing.

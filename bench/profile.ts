@@ -35,6 +35,16 @@ async function main(): Promise<void> {
   const allocFile = arg('alloc', '');
   useKeepaliveModule(arg('source', 'build') === 'tsx' ? null : await buildPool());
   const pool = createPeer(peer, { db: dbOptions(), connectionLimit });
+  // --with PEER[,PEER]: other pools in the same process, warmed with the same workload first
+  // (what the alternating bench does), to see how peers affect each other.
+  const others = arg('with', '')
+    .split(',')
+    .filter(Boolean)
+    .map((p) => createPeer(p as PeerName, { db: dbOptions(), connectionLimit }));
+  for (const other of others) {
+    await fill(other, connectionLimit);
+    if (method !== 'checkout') await throughputCell(other, method as Method, concurrency, 1000);
+  }
   const session = new Session();
   try {
     await fill(pool, connectionLimit);
@@ -79,7 +89,7 @@ async function main(): Promise<void> {
     );
   } finally {
     session.disconnect();
-    await pool.end();
+    await Promise.all([pool, ...others].map((p) => p.end()));
   }
 }
 

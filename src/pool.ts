@@ -66,24 +66,15 @@ function tracing(channel: typeof poolConnectChannel): channel is NonNullable<typ
   return c.hasSubscribers ?? c.start?.hasSubscribers ?? false;
 }
 
-/**
- * A callback bound to the caller's async context. mysql2 calls a query's callback where it
- * parses the answer, i.e. in the async context of the socket (of whoever caused the connection
- * to be opened), so without this an AsyncLocalStorage store would leak from one caller to the
- * next.
- *
- * Not `AsyncResource.bind`: on Node 20 it also defines a deprecated `asyncResource` accessor
- * pair (two `util.deprecate` wrappers) on every bound function, which cost more than the rest
- * of a pooled `SELECT 1` on the client (bench/README.md).
+/*
+ * Async context of result callbacks. mysql2 calls a query's callback where it parses the
+ * answer, i.e. in the async context of the socket (of whoever caused the connection to be
+ * opened), so without care an AsyncLocalStorage store would leak from one caller to the next.
+ * query() and execute() therefore save the caller's context in an AsyncResource and enter it
+ * around the result callback. Not `AsyncResource.bind`: on Node 20 it also defines a deprecated
+ * `asyncResource` accessor pair (two `util.deprecate` wrappers) on every bound function, which
+ * cost more than the rest of a pooled `SELECT 1` on the client (bench/README.md).
  */
-function inCallerContext<T>(fn: T): T {
-  if (typeof fn !== 'function') return fn;
-  const resource = new AsyncResource('mysql2-keepalive-pool:callback');
-  const callback = fn as (...args: unknown[]) => unknown;
-  return function (this: unknown, ...args: unknown[]): unknown {
-    return resource.runInAsyncScope(callback, this, ...args);
-  } as T;
-}
 
 interface MysqlConnectionConfig {
   [key: string]: unknown;
@@ -236,7 +227,7 @@ interface Waiter {
   readonly callback: (err: Error | null, conn?: PoolConnection) => void;
   /** generic-pool's request for this waiter, captured so that it can be withdrawn. */
   request: { reject(reason: unknown): void } | undefined;
-  /** The caller's async context, saved when the waiter is parked (see `#mayPark`): its
+  /** The caller's async context, saved when the waiter is parked (see `#handToParked`): its
    * callback runs in it, wherever the connection comes from. */
   scope: AsyncResource | null;
   /** The next parked waiter (the parked queue is linked through its waiters: no allocation). */
@@ -270,14 +261,21 @@ class WithdrawableQueue extends PriorityQueue {
 interface PooledResourceLike {
   readonly obj: PoolConnection;
   allocate(): void;
+  deallocate(): void;
+}
+interface LoanLike {
+  readonly pooledResource: PooledResourceLike;
+  resolve(): void;
 }
 interface GenericPoolInternals {
   readonly _availableObjects: {
     readonly head: PooledResourceLike | undefined;
     shift(): PooledResourceLike | undefined;
   };
-  readonly _resourceLoans: Map<PoolConnection, unknown>;
+  readonly _resourceLoans: Map<PoolConnection, LoanLike>;
   readonly _factoryCreateOperations: Set<unknown>;
+  _addPooledResourceToAvailableObjects(pooled: PooledResourceLike): void;
+  _dispense(): void;
   readonly pending: number;
   readonly available: number;
   readonly spareResourceCapacity: number;
@@ -343,13 +341,15 @@ export class KeepalivePool extends EventEmitter {
   readonly #queue: WithdrawableQueue;
   readonly #records = new Map<PoolConnection, ConnectionRecord>();
   readonly #waiters = new Set<Waiter>();
-  /** Parked waiters in arrival order, linked through `nextParked` (see `#mayPark`). Waiters
-   * that timed out stay linked until they reach the head, where they are skipped. */
+  /** Parked waiters in arrival order, linked through `nextParked` (see `#handToParked`).
+   * Waiters that timed out stay linked until they reach the head, where they are skipped. */
   #parkedFirst: Waiter | null = null;
   #parkedLast: Waiter | null = null;
   /** The one acquireTimeout timer: it is armed for the oldest waiter (waiters time out in
    * arrival order), so a checkout creates no timer of its own. */
   #acquireTimer: NodeJS.Timeout | null = null;
+  /** A pending look for parked waiters that generic-pool could serve (`#serveParkedSoon`). */
+  #parkedCheck: NodeJS.Immediate | null = null;
   readonly #stats = {
     created: 0,
     destroyed: 0,
@@ -530,7 +530,7 @@ export class KeepalivePool extends EventEmitter {
     };
     this.#waiters.add(waiter);
     this.#armAcquireTimer();
-    if (mustWait && this.#mayPark()) {
+    if (mustWait) {
       // Saved now, in the caller's async context: the releaser's is the wrong one.
       waiter.scope = new AsyncResource('mysql2-keepalive-pool:waiter');
       if (this.#parkedLast === null) this.#parkedFirst = waiter;
@@ -604,19 +604,6 @@ export class KeepalivePool extends EventEmitter {
     return true;
   }
 
-  /**
-   * Whether a caller who must wait may be parked instead of joining generic-pool's queue: only
-   * when generic-pool has nothing in progress that could serve it (no queued request, no
-   * connection being opened), i.e. every connection is lent out. A parked waiter is served by
-   * the next release directly (`#handToParked`), with no promise chain per checkout: the steady
-   * state of a pool with more concurrent callers than connections. Whenever capacity comes back
-   * another way, every parked waiter moves to generic-pool's queue (`#unparkAll`).
-   */
-  #mayPark(): boolean {
-    const gp = this.#gp as unknown as GenericPoolInternals;
-    return gp.pending === 0 && gp._factoryCreateOperations.size === 0;
-  }
-
   /** The oldest parked waiter still waiting, taken out of the parked queue. */
   #nextParked(): Waiter | undefined {
     for (let w = this.#parkedFirst; w !== null; w = this.#parkedFirst) {
@@ -628,7 +615,15 @@ export class KeepalivePool extends EventEmitter {
     return undefined;
   }
 
-  /** Lends a just-released healthy connection straight to the oldest parked waiter. */
+  /**
+   * Lends a just-released healthy connection straight to the oldest parked waiter. A caller who
+   * must wait (no idle connection, no room for another) is parked in our own queue rather than
+   * generic-pool's, and the next release serves it directly: no promise chain per checkout, the
+   * steady state of a pool with more concurrent callers than connections. Releases serve parked
+   * waiters before generic-pool's queue: a waiter there always has a connection attempt or a
+   * validation of its own in progress. A slot or an idle connection that appears any other way
+   * goes to parked waiters through `#unparkServable`.
+   */
   #handToParked(rec: ConnectionRecord): boolean {
     if (this.#parkedFirst === null) return false;
     const waiter = this.#nextParked();
@@ -638,11 +633,25 @@ export class KeepalivePool extends EventEmitter {
     return true;
   }
 
-  /** Capacity came back: parked waiters move, in order, to generic-pool's queue. */
-  #unparkAll(): void {
-    for (let w = this.#nextParked(); w !== undefined; w = this.#nextParked()) {
+  /** As many parked waiters as generic-pool can serve now (idle connections, room for new
+   * ones) move, oldest first, to its queue. */
+  #unparkServable(): void {
+    const gp = this.#gp as unknown as GenericPoolInternals;
+    for (let n = gp.available + gp.spareResourceCapacity; n > 0; n--) {
+      const w = this.#nextParked();
+      if (w === undefined) return;
       this.#acquireFromGp(w);
     }
+  }
+
+  /** `#unparkServable` once generic-pool has settled what it is doing (a connection attempt or
+   * a validation finishing lands in its idle list a few promise reactions later). */
+  #serveParkedSoon(): void {
+    if (this.#parkedFirst === null || this.#parkedCheck !== null || this._closed) return;
+    this.#parkedCheck = setImmediate(() => {
+      this.#parkedCheck = null;
+      this.#unparkServable();
+    });
   }
 
   /** Arms the acquireTimeout timer for the oldest waiter, unless armed. Not unref'd: a caller
@@ -773,16 +782,23 @@ export class KeepalivePool extends EventEmitter {
   #giveBack(rec: ConnectionRecord): void {
     this.emit('release', rec.conn);
     if (this.#handToParked(rec)) return;
-    // release() rejects only for a resource it has not lent: checking first spares a promise.
-    if ((this.#gp as unknown as GenericPoolInternals)._resourceLoans.has(rec.conn)) {
-      void this.#gp.release(rec.conn);
-    }
+    // generic-pool's release() step by step, without the promise it returns (its work is
+    // synchronous; it rejects only for a resource it has not lent).
+    const gp = this.#gp as unknown as GenericPoolInternals;
+    const loan = gp._resourceLoans.get(rec.conn);
+    if (loan === undefined) return;
+    gp._resourceLoans.delete(rec.conn);
+    loan.resolve();
+    loan.pooledResource.deallocate();
+    gp._addPooledResourceToAvailableObjects(loan.pooledResource);
+    gp._dispense();
   }
 
-  /** Destroys a lent connection; the capacity it frees goes to the parked waiters. */
+  /** Destroys a lent connection; the slot it frees goes to a parked waiter (generic-pool has
+   * already given it to its own queue if that had waiters). */
   #destroyLent(conn: PoolConnection): void {
     void this.#gp.destroy(conn).catch(noop);
-    this.#unparkAll();
+    this.#unparkServable();
   }
 
   /** Called by mysql2's PoolConnection on `end`, `error` and `destroy()`. */
@@ -899,6 +915,7 @@ export class KeepalivePool extends EventEmitter {
     holdsProcess(conn, false);
     debug('%s: connection %d opened (thread %d)', this.name, rec.id, conn.threadId);
     this.emit('connection', conn);
+    this.#serveParkedSoon();
     return conn;
   }
 
@@ -943,7 +960,11 @@ export class KeepalivePool extends EventEmitter {
     this.#stats.validations++;
     // A caller is waiting on this ping: it must keep the process alive.
     holdsProcess(conn, true);
-    return this.#ping(rec, 'checkout');
+    const verdict = this.#ping(rec, 'checkout');
+    // Either way generic-pool may end up with something parked waiters can use: the connection
+    // (when its own queue no longer wants it), or the slot of a dead one.
+    void verdict.then(() => this.#serveParkedSoon());
+    return verdict;
   }
 
   /** One ping at a time per connection; the verdict is shared with whoever waits for it. A
@@ -1145,13 +1166,9 @@ export class KeepalivePool extends EventEmitter {
       }
     }
     this.#evictNow();
-    // Parked waiters are served by releases; a connection freed any other way reaches them here.
-    if (
-      this.#parkedFirst !== null &&
-      (this.#gp.available > 0 || this.#gp.spareResourceCapacity > 0)
-    ) {
-      this.#unparkAll();
-    }
+    // Parked waiters are served by releases; a connection freed any other way reaches them here
+    // at the latest.
+    if (this.#parkedFirst !== null) this.#unparkServable();
     if (o.minIdle > 0 && this.#gp.size < o.minIdle && this.state().pending === 0) {
       (this.#gp as unknown as { _ensureMinimum(): void })._ensureMinimum();
     }
@@ -1164,12 +1181,12 @@ export class KeepalivePool extends EventEmitter {
   /** Runs one query on a pooled connection and releases it (mysql2 semantics). Returns the
    * Query, so `.stream()` and its events work. */
   query(sql: unknown, values?: unknown, cb?: unknown): MysqlQuery {
-    const cmdQuery = createQuery(
-      sql,
-      inCallerContext(values),
-      inCallerContext(cb),
-      this.config.connectionConfig,
-    );
+    // The caller's async context, for the callback mysql2 calls from the socket's (see "Async
+    // context of result callbacks" at the top). It is entered in the onResult wrapper below, which exists anyway, so a
+    // query pays for no bound function of its own. Failures before the send (`fail`) already
+    // run in the caller's context: getConnection calls back in it.
+    const scope = new AsyncResource('mysql2-keepalive-pool:query');
+    const cmdQuery = createQuery(sql, values, cb, this.config.connectionConfig);
     if (typeof cmdQuery.namedPlaceholders === 'undefined') {
       cmdQuery.namedPlaceholders = this.config.connectionConfig.namedPlaceholders;
     }
@@ -1183,7 +1200,7 @@ export class KeepalivePool extends EventEmitter {
       if (origOnResult) {
         cmdQuery.onResult = (err, rows, fields) => {
           queryError = err || null;
-          origOnResult(err, rows, fields);
+          scope.runInAsyncScope(origOnResult, undefined, err, rows, fields);
         };
       } else {
         cmdQuery.once('error', (err: unknown) => {
@@ -1207,14 +1224,17 @@ export class KeepalivePool extends EventEmitter {
       callback = values as typeof callback;
       params = [];
     }
-    const done = callback ? inCallerContext(callback) : noop;
+    const done = callback ?? noop;
+    // As in query(): the result callback runs in the caller's async context, entered in the
+    // wrapper that exists anyway; failures before the send already run in it.
+    const scope = new AsyncResource('mysql2-keepalive-pool:execute');
     this.#withSendableConnection(done, (conn) => {
       (conn.execute as unknown as (...a: unknown[]) => EventEmitter)(
         sql,
         params,
         (err: unknown, rows: unknown, fields: unknown) => {
           if (isReadOnlyError(err)) conn.destroy();
-          done(err, rows, fields);
+          scope.runInAsyncScope(done, undefined, err, rows, fields);
         },
       ).once('end', () => conn.release());
     });
@@ -1302,6 +1322,8 @@ export class KeepalivePool extends EventEmitter {
     this.#disarmAcquireTimer();
     this.#parkedFirst = null;
     this.#parkedLast = null;
+    if (this.#parkedCheck !== null) clearImmediate(this.#parkedCheck);
+    this.#parkedCheck = null;
     const gp = this.#gp as unknown as { _draining: boolean };
     gp._draining = true;
     const closing: Array<Promise<void>> = [];
