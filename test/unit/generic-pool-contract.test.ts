@@ -99,6 +99,13 @@ test('the private members the pool reads exist', () => {
   assert.ok(pool._factoryCreateOperations instanceof Set);
   assert.equal(pool._draining, false);
   assert.equal(typeof pool.spareResourceCapacity, 'number');
+  // The hot path lends and returns idle resources itself (src/pool.ts #lendIdle, #giveBack).
+  assert.equal(typeof pool._availableObjects.shift, 'function');
+  assert.ok('head' in pool._availableObjects);
+  assert.ok(pool._resourceLoans instanceof Map);
+  assert.equal(typeof pool._addPooledResourceToAvailableObjects, 'function');
+  assert.equal(typeof pool._dispense, 'function');
+  assert.equal(typeof pool._createResource, 'function');
 });
 
 test('a validate that says false destroys the resource and serves the waiter with a new one', async () => {
