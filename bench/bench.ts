@@ -268,15 +268,7 @@ export function parseArgs(argv: string[]): Settings {
 }
 
 function resolveDb(url: string | null): DbOptions {
-  if (url === null) return dbOptions();
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 3306),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1) || 'test',
-  };
+  return dbOptions(url ?? undefined);
 }
 
 function log(line = ''): void {

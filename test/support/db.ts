@@ -12,8 +12,7 @@ export interface DbOptions {
   database: string;
 }
 
-export function dbOptions(): DbOptions {
-  const url = process.env.TEST_MYSQL_URL;
+export function dbOptions(url: string | undefined = process.env.TEST_MYSQL_URL): DbOptions {
   if (url) {
     const u = new URL(url);
     return {
