@@ -69,9 +69,19 @@ export class ConnectionRecord {
     return now - this.lastAliveAt;
   }
 
+  /** Found dead or retired: it must never be handed out again. */
+  get outOfService(): boolean {
+    return this.dead !== null || this.retired !== null;
+  }
+
+  /** Its jittered maxLifetime has run out. */
+  lifetimeOver(now: number): boolean {
+    return this.retireAt > 0 && now >= this.retireAt;
+  }
+
   /** Marks it dead once; the first reason wins. */
   markDead(reason: DeadReason): boolean {
-    if (this.dead || this.retired) return false;
+    if (this.outOfService) return false;
     this.dead = reason;
     return true;
   }

@@ -590,12 +590,10 @@ export class KeepalivePool extends EventEmitter {
     const pooled = gp._availableObjects.head;
     if (pooled === undefined) return false;
     const rec = this.#records.get(pooled.obj);
-    if (rec === undefined || rec.dead !== null || rec.retired !== null || rec.pinging !== null) {
-      return false;
-    }
+    if (rec === undefined || rec.outOfService || rec.pinging !== null) return false;
     const now = Date.now();
     if (rec.idleFor(now) > this.options.validationSkipWindow) return false;
-    if ((rec.retireAt > 0 && now >= rec.retireAt) || isUnusable(rec.conn)) return false;
+    if (rec.lifetimeOver(now) || isUnusable(rec.conn)) return false;
     gp._availableObjects.shift();
     gp._resourceLoans.set(rec.conn, new DirectLoan(pooled));
     pooled.allocate();
@@ -944,14 +942,14 @@ export class KeepalivePool extends EventEmitter {
    */
   #validate(conn: PoolConnection): Promise<boolean> {
     const rec = this.#records.get(conn);
-    if (!rec || rec.dead || rec.retired || isUnusable(conn)) return Promise.resolve(false);
+    if (!rec || rec.outOfService || isUnusable(conn)) return Promise.resolve(false);
     if (rec.pinging) {
       // An idle ping is running: wait for its verdict rather than racing it.
       holdsProcess(conn, true);
       return rec.pinging;
     }
     const now = Date.now();
-    if (rec.retireAt > 0 && now >= rec.retireAt) {
+    if (rec.lifetimeOver(now)) {
       rec.retired = 'max-lifetime';
       return Promise.resolve(false);
     }
@@ -1016,7 +1014,7 @@ export class KeepalivePool extends EventEmitter {
     const threshold = idleMs / 2;
     let suspects = 0;
     for (const other of this.#records.values()) {
-      if (other === rec || other.borrowed || other.pinging || other.dead || other.retired) continue;
+      if (other === rec || other.borrowed || other.pinging || other.outOfService) continue;
       const otherIdle = other.idleFor(now);
       if (otherIdle >= threshold && other.markDead('suspect')) {
         this.#countDead(other, 'suspect', otherIdle);
@@ -1101,7 +1099,7 @@ export class KeepalivePool extends EventEmitter {
 
   #idlePingDue(rec: ConnectionRecord): void {
     rec.pingTimer = null;
-    if (this._closed || rec.dead || rec.retired || !this.#records.has(rec.conn)) return;
+    if (this._closed || rec.outOfService || !this.#records.has(rec.conn)) return;
     const period = this.#pingPeriod(rec);
     const now = Date.now();
     const idle = rec.idleFor(now);
@@ -1146,10 +1144,10 @@ export class KeepalivePool extends EventEmitter {
     const now = Date.now();
     const o = this.options;
     const idle = [...this.#records.values()].filter(
-      (r) => !r.borrowed && !r.pinging && !r.dead && !r.retired,
+      (r) => !r.borrowed && !r.pinging && !r.outOfService,
     );
     for (const rec of idle) {
-      if (rec.retireAt > 0 && now >= rec.retireAt) rec.retired = 'max-lifetime';
+      if (rec.lifetimeOver(now)) rec.retired = 'max-lifetime';
     }
     if (o.maxIdle < o.connectionLimit) {
       // Oldest release first, like mysql2's free list.
