@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { PoolConnection } from 'mysql2';
 import { PoolError } from './errors.js';
+import { requireNative } from './native.js';
 
 const debug = createDebug('mysql2-keepalive-pool:health');
 
@@ -307,6 +308,9 @@ let capability: SocketCapability | undefined;
  * prebuilt binaries ship inside npm packages, so no compiler is needed at install time. Where it
  * cannot load (an unsupported platform, `--omit=optional`), the pool keeps working with Node's
  * own keepalive and says so once through `debug`.
+ *
+ * The load goes through {@link requireNative}, so ffi-rs's loader cannot build a diagnostic
+ * report (native.ts), and it happens when this module loads (below).
  */
 export function socketCapability(name = ''): SocketCapability {
   if (capability) return capability;
@@ -318,7 +322,7 @@ export function socketCapability(name = ''): SocketCapability {
   } else {
     try {
       const req = createRequire(import.meta.url);
-      netKeepalive = req('net-keepalive') as NetKeepalive;
+      netKeepalive = requireNative(() => req('net-keepalive') as NetKeepalive);
       capability = { available: true };
     } catch (error) {
       netKeepalive = null;
@@ -337,6 +341,13 @@ export function socketCapability(name = ''): SocketCapability {
   }
   return capability;
 }
+
+// The load is synchronous (a `require`, a `dlopen`): it happens here, with the rest of the
+// library's module loading, where an application expects synchronous work. Not in a connect
+// callback (it used to, and the first connect then froze every socket the process had), and
+// not in createPool either, which applications also call while serving (a pool per tenant,
+// created on demand).
+socketCapability();
 
 /** The socket of a connection when it is a TCP socket we may tune (not a unix socket or a
  * user-supplied stream). */
@@ -426,7 +437,9 @@ function getsockoptInt(fd: number, level: number, option: number): number | unde
   if (ffi === undefined) {
     try {
       const req = createRequire(import.meta.url);
-      ffi = createRequire(req.resolve('net-keepalive'))('ffi-rs') as FfiRs;
+      // Already loaded by net-keepalive (readSocketSettings asks socketCapability first); the
+      // guard is for the day that order changes.
+      ffi = requireNative(() => createRequire(req.resolve('net-keepalive'))('ffi-rs') as FfiRs);
       // The library name net-keepalive uses: the process's own symbols (libc).
       ffi.open({ library: 'libnative', path: '' });
     } catch (error) {

@@ -17,7 +17,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RigMode } from '../support/rig.js';
+import type { Rig } from '../support/rig.js';
 import { rigHarness, rigSkip, runScenario, summary } from '../support/rig-harness.js';
+import { assertNoStall, FAULT_STALL_LIMIT_MS } from '../support/loop-delay.js';
 import type { ScenarioResult } from '../support/scenarios/idle-then-query.js';
 import type { DeadReason, PoolStats } from '../../src/index.js';
 
@@ -58,6 +60,13 @@ const CHECKOUT_REASON: Record<RigMode, DeadReason> = {
 const skip = rigSkip('conntrack-pool');
 const { withRig } = rigHarness();
 
+/** The scenario with our pool; whatever else a test checks, the event loop never stalled. */
+async function runPool(rig: Rig, args: string[]): ReturnType<typeof runScenario> {
+  const run = await runScenario(rig, args, { module: MODULE });
+  assertNoStall(run.res.loopDelay, FAULT_STALL_LIMIT_MS, `${rig.mode} mode, ${args.join(' ')}`);
+  return run;
+}
+
 function statsOf(res: ScenarioResult): PoolStats {
   assert.ok(res.stats, 'the scenario reports pool.stats() for our pool');
   return res.stats as PoolStats;
@@ -82,9 +91,7 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
   for (const mode of MODES) {
     test(`${mode} mode: keepalive below the timeout keeps every connection`, async (t) => {
       await withRig(mode, async (rig) => {
-        const { res, ct } = await runScenario(rig, poolArgs(N, KEEPALIVE_BELOW), {
-          module: MODULE,
-        });
+        const { res, ct } = await runPool(rig, poolArgs(N, KEEPALIVE_BELOW));
         t.diagnostic(summary(res, ct));
         assert.equal(ct.atWarm, N, 'one conntrack entry per pooled connection after warm-up');
         assert.equal(ct.atIdleDone, N, 'keepalive probes kept every flow in conntrack');
@@ -102,9 +109,7 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
 
     test(`${mode} mode: validation hides every stale connection from a concurrent burst`, async (t) => {
       await withRig(mode, async (rig) => {
-        const { res, ct } = await runScenario(rig, poolArgs(N, VALIDATION_ONLY), {
-          module: MODULE,
-        });
+        const { res, ct } = await runPool(rig, poolArgs(N, VALIDATION_ONLY));
         t.diagnostic(summary(res, ct));
         assert.equal(ct.atWarm, N);
         assert.equal(ct.atIdleDone, 0, 'conntrack forgot every flow (nothing kept them)');
@@ -138,11 +143,7 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
 
     test(`${mode} mode: validation hides every stale connection from sequential callers, paying discovery once`, async (t) => {
       await withRig(mode, async (rig) => {
-        const { res, ct } = await runScenario(
-          rig,
-          poolArgs(N_SEQ, VALIDATION_ONLY, ['--sequential']),
-          { module: MODULE },
-        );
+        const { res, ct } = await runPool(rig, poolArgs(N_SEQ, VALIDATION_ONLY, ['--sequential']));
         t.diagnostic(summary(res, ct));
         assert.equal(res.finalMode, 'sequential');
         assert.equal(ct.atWarm, N_SEQ);
@@ -168,7 +169,7 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
 
     test(`${mode} mode: idle pings alone keep every connection`, async (t) => {
       await withRig(mode, async (rig) => {
-        const { res, ct } = await runScenario(rig, poolArgs(N, PINGS_ONLY), { module: MODULE });
+        const { res, ct } = await runPool(rig, poolArgs(N, PINGS_ONLY));
         t.diagnostic(summary(res, ct));
         assert.equal(ct.atWarm, N);
         assert.equal(ct.atIdleDone, N, 'idle pings kept every flow in conntrack');
@@ -188,10 +189,9 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
     // Kernel fact behind KEEPALIVE_BELOW: after the first probe is answered, the next one comes
     // TCP_KEEPINTVL later, so probes are max(delay, interval) apart: 10 s here, past the 3 s rig.
     await withRig('drop', async (rig) => {
-      const { res, ct } = await runScenario(
+      const { res, ct } = await runPool(
         rig,
         poolArgs(N, { ...KEEPALIVE_BELOW, keepAliveInterval: 10_000 }),
-        { module: MODULE },
       );
       t.diagnostic(summary(res, ct));
       assert.equal(ct.atWarm, N);

@@ -16,6 +16,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { adminQuery } from '../support/db.js';
+import { assertNoStall, FAULT_STALL_LIMIT_MS } from '../support/loop-delay.js';
 import { runInNs } from '../support/ns-run.js';
 import { createRig, rigAvailable, type Rig } from '../support/rig.js';
 import type { PartitionResult } from '../support/scenarios/partition-inflight.js';
@@ -107,6 +108,7 @@ describe('mid-query partition (kernel rig)', { skip }, () => {
     );
     t.diagnostic(JSON.stringify(result));
     assert.ok(partitionedAt > 0);
+    assertNoStall(result.loopDelay, FAULT_STALL_LIMIT_MS, 'pool and control through the partition');
 
     assert.equal(result.capability.available, true, `net-keepalive: ${result.capability.reason}`);
     for (const s of [result.socket.held, result.socket.pooled]) {

@@ -6,7 +6,8 @@
  *
  * During each outage every call fails with an error carrying a code, within a bound; none hangs.
  * After each restart the same pool serves again without any help. At the end no slot has leaked:
- * nothing borrowed, nobody waiting, no more connections than the limit.
+ * nothing borrowed, nobody waiting, no more connections than the limit. Through all of it the
+ * event loop never stalls (test/support/loop-delay.ts).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -15,6 +16,7 @@ import type { PoolConnection } from 'mysql2';
 import { createPool } from '../../src/index.js';
 import type { Pool } from '../../src/index.js';
 import { startThrowawayMariadb, type ThrowawayMariadb } from '../support/mariadb.js';
+import { assertNoStall, FAULT_STALL_LIMIT_MS, watchLoop } from '../support/loop-delay.js';
 
 const CALLERS = 8;
 const LIMIT = 4;
@@ -96,6 +98,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 test('the server is killed and stopped under load: callers fail fast, the pool heals, no slot leaks', async (t) => {
+  const loop = await watchLoop();
   const pool = createPool({
     ...db.connectionOptions(),
     connectionLimit: LIMIT,
@@ -195,6 +198,7 @@ test('the server is killed and stopped under load: callers fail fast, the pool h
     await within(Promise.all(loops), CALL_BOUND_MS * 2, 'every caller finishes');
   }
 
+  const loopDelay = await loop.stop();
   const state = pool.state();
   const stats = pool.stats();
   t.diagnostic(
@@ -208,9 +212,11 @@ test('the server is killed and stopped under load: callers fail fast, the pool h
       created: stats.created,
       createErrors: stats.createErrors,
       retries: stats.retries,
+      loopDelay,
     }),
   );
   try {
+    assertNoStall(loopDelay, FAULT_STALL_LIMIT_MS, 'two outages under load');
     assert.deepEqual(tally.odd, [], 'every failure is an outage error with a code');
     assert.ok(tally.failed >= 2 * CALLERS, 'both outages reached the callers');
     assert.ok(

@@ -1,13 +1,28 @@
 /**
- * The server killing idle pooled threads (KILL, or wait_timeout) is invisible to callers.
+ * The server killing idle pooled threads (KILL, or wait_timeout) is invisible to callers, and
+ * handling it never stalls the event loop (every test is watched, test/support/loop-delay.ts).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { test } from 'node:test';
+import { afterEach, beforeEach, test } from 'node:test';
 import type { PoolConnection, RowDataPacket } from 'mysql2';
 import { createPool } from '../../src/index.js';
 import type { Pool } from '../../src/index.js';
 import { adminQuery, dbOptions } from '../support/db.js';
+import {
+  assertNoStall,
+  FAULT_STALL_LIMIT_MS,
+  watchLoop,
+  type LoopWatch,
+} from '../support/loop-delay.js';
+
+let loop: LoopWatch;
+beforeEach(async () => {
+  loop = await watchLoop();
+});
+afterEach(async (t) => {
+  assertNoStall(await loop.stop(), FAULT_STALL_LIMIT_MS, t.name);
+});
 
 function getConn(p: Pool): Promise<PoolConnection> {
   return new Promise((resolve, reject) => p.getConnection((e, c) => (e ? reject(e) : resolve(c))));

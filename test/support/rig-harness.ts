@@ -136,6 +136,7 @@ export function summary(res: ScenarioResult, ct: Observed): string {
       reused: r.reused,
     })),
     timings: res.timings,
+    loopDelay: res.loopDelay,
     ...(res.stats === undefined ? {} : { stats: res.stats }),
   });
 }

@@ -21,6 +21,12 @@ export interface RigOptions {
   idleTimeoutSec: number;
   /** default: MariaDB's socket */
   socketPath?: string;
+  /**
+   * `'blackhole'`: the client namespace's resolver (`/etc/resolv.conf`, as `ip netns exec` shows
+   * it) is {@link RIG_DNS}, routed into a TUN device nobody reads, so every query vanishes without
+   * an answer or an error, as when a cluster's DNS is down. Default: the host's resolver.
+   */
+  dns?: 'blackhole';
 }
 export interface Rig {
   /** namespace to run client code in */
@@ -43,6 +49,8 @@ export interface Rig {
   readonly mode: RigMode;
   readonly idleTimeoutSec: number;
   readonly socketPath: string;
+  /** The resolver the client namespace uses when `dns: 'blackhole'`, else null. */
+  readonly dnsServer: string | null;
 }
 
 /** The fake service VIP. Only ever DNATed inside the client namespace. */
@@ -51,10 +59,26 @@ export const RIG_PORT = 3306;
 /** Client-side and db-side veth addresses (a /30 that exists only inside our namespaces). */
 export const RIG_CLIENT_ADDR = '10.231.0.1';
 export const RIG_DB_ADDR = '10.231.0.2';
+/** The black-holed resolver of `dns: 'blackhole'` (kube-dns's usual ClusterIP). */
+export const RIG_DNS = '10.96.0.10';
+/**
+ * The client namespace's resolver configuration for `dns: 'blackhole'`: a pod's, with one try
+ * of 1 s per query (glibc's default is 5 s × 2) so a lookup that should not happen costs seconds,
+ * not minutes, when a test catches it.
+ */
+export const RIG_BLACKHOLE_RESOLV_CONF = `nameserver ${RIG_DNS}
+search default.svc.cluster.local svc.cluster.local cluster.local
+options ndots:5 timeout:1 attempts:1
+`;
 const PREFIX_LEN = 30;
 /** veth names; they live only inside the rig's own namespaces, so they never collide. */
 const CLIENT_IF = 'kapc';
 const DB_IF = 'kapd';
+/** TUN device of `dns: 'blackhole'`: no process has it open, so the kernel drops all it is sent. */
+const DNS_IF = 'kapdns';
+/** `ip netns exec NS` bind-mounts each file of /etc/netns/NS over the one of the same name in
+ * /etc (iproute2's per-namespace configuration). */
+const NETNS_ETC = '/etc/netns';
 /** Namespace names: kapool-<pid>-<counter>-c / -d (and kapool-probe-<pid>-<n> for the probe). */
 const NS_PREFIX = 'kapool-';
 const NS_RE = /^kapool-(?:probe-)?(\d+)-(\d+)(?:-[cd])?$/;
@@ -213,6 +237,7 @@ function destroyNamespaceSync(ns: string): void {
   } catch {
     /* already gone */
   }
+  removeNetnsEtc(ns);
 }
 
 async function destroyNamespace(ns: string): Promise<void> {
@@ -227,6 +252,47 @@ async function destroyNamespace(ns: string): Promise<void> {
     await run('ip', ['netns', 'del', ns]);
   } catch (e) {
     if (fs.existsSync(`/run/netns/${ns}`)) throw e;
+  }
+  removeNetnsEtc(ns);
+}
+
+/** The host's /etc/nsswitch.conf with `hosts: files dns` (as in a glibc-based container image),
+ * so that addresses not in /etc/hosts go to the black-holed DNS whatever the host says. */
+function podNsswitch(): string {
+  let text = '';
+  try {
+    text = fs.readFileSync('/etc/nsswitch.conf', 'utf8');
+  } catch {
+    /* none: glibc's defaults for everything else */
+  }
+  const hosts = 'hosts: files dns';
+  return /^hosts:.*$/m.test(text) ? text.replace(/^hosts:.*$/m, hosts) : `${text}${hosts}\n`;
+}
+
+/** Writes /etc/netns/<ns>/<file> for each entry (the directory is created as needed). */
+function writeNetnsEtc(ns: string, files: Record<string, string>): void {
+  const dir = path.join(NETNS_ETC, ns);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      for (const [name, text] of Object.entries(files)) {
+        fs.writeFileSync(path.join(dir, name), text);
+      }
+      return;
+    } catch (e) {
+      // A concurrent run's removeNetnsEtc may rmdir /etc/netns between our mkdir and write.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
+    }
+  }
+}
+
+/** Removes /etc/netns/<ns>, and /etc/netns itself once no namespace has files there. */
+function removeNetnsEtc(ns: string): void {
+  fs.rmSync(path.join(NETNS_ETC, ns), { recursive: true, force: true });
+  try {
+    fs.rmdirSync(NETNS_ETC);
+  } catch {
+    /* not empty (another namespace's files), or absent */
   }
 }
 
@@ -559,6 +625,18 @@ export async function createRig(opts: RigOptions): Promise<Rig> {
       'ip',
       w(`-n ${clientNs} route add ${RIG_VIP}/32 via ${RIG_DB_ADDR} dev ${CLIENT_IF}`),
     );
+    if (opts.dns === 'blackhole') {
+      // A TUN device without a reader accepts every packet and drops it: sendto() succeeds and
+      // no answer or ICMP error ever comes back. (A blackhole route, or a DROP in OUTPUT, would
+      // fail the send at once, which a resolver survives without waiting.)
+      await run('ip', w(`-n ${clientNs} tuntap add dev ${DNS_IF} mode tun`));
+      await run('ip', w(`-n ${clientNs} link set ${DNS_IF} up`));
+      await run('ip', w(`-n ${clientNs} route add ${RIG_DNS}/32 dev ${DNS_IF}`));
+      writeNetnsEtc(clientNs, {
+        'resolv.conf': RIG_BLACKHOLE_RESOLV_CONF,
+        'nsswitch.conf': podNsswitch(),
+      });
+    }
 
     // --- conntrack sysctls, client ns only. They are per-netns on modern kernels; guard anyway:
     // if setting them inside the namespace changed OUR namespace's values, restore and refuse.
@@ -601,6 +679,7 @@ export async function createRig(opts: RigOptions): Promise<Rig> {
     mode: opts.mode,
     idleTimeoutSec: opts.idleTimeoutSec,
     socketPath,
+    dnsServer: opts.dns === 'blackhole' ? RIG_DNS : null,
     async partition() {
       if (closing) throw new Error('rig is closed');
       if (partitioned) return;

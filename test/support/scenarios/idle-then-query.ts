@@ -27,12 +27,14 @@
  *                            the previous one has its answer) instead of concurrently
  *
  * When the pool has a `stats()` method (our pool does, mysql2's does not), the result carries its
- * value after the final round as `stats`.
+ * value after the final round as `stats`. `loopDelay` is the event-loop delay recorded from just
+ * before createPool/createConnection to the end of the final round (test/support/loop-delay.ts).
  */
 import fs from 'node:fs';
 import readline from 'node:readline';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { watchLoop, type LoopDelay } from '../loop-delay.js';
 
 const EVENT_PREFIX = 'RIG-EVENT ';
 
@@ -68,6 +70,9 @@ export interface ScenarioResult {
   timings: { warmupMs: number; idleMs: number; finalMs: number; totalMs: number };
   /** `pool.stats()` after the final round, when the pool has it (kind pool only). */
   stats?: unknown;
+  /** Event-loop delay from createPool to the end of the final round (always set by this
+   * scenario; optional for reports built elsewhere, such as the demo's). */
+  loopDelay?: LoopDelay;
 }
 
 interface Args {
@@ -330,6 +335,8 @@ async function main(): Promise<void> {
   };
   const connectionErrors: ScenarioResult['connectionErrors'] = [];
   const warmCids = new Set<number>();
+  // After the module load (compiling it is not the pool's doing), before the pool exists.
+  const watch = await watchLoop();
 
   // --- warm-up: hold N connections at once, SELECT CONNECTION_ID() on each, release
   let round: () => Promise<number[]>;
@@ -426,6 +433,7 @@ async function main(): Promise<void> {
     );
   }
   const finalMs = Date.now() - finalStart;
+  const loopDelay = await watch.stop();
 
   const out: ScenarioResult = {
     module: a.module,
@@ -442,6 +450,7 @@ async function main(): Promise<void> {
     finalMode: a.sequential ? 'sequential' : 'concurrent',
     timings: { warmupMs, idleMs, finalMs, totalMs: now() },
     ...(readStats ? { stats: readStats() } : {}),
+    loopDelay,
   };
   // Hung queries keep sockets (and the event loop) alive: print, then exit explicitly.
   process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));

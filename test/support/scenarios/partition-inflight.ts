@@ -12,6 +12,8 @@
  *      own; C's query is raced against --cap-ms.    → event `partitioned` {…outcomes}
  *   5. stdin `healed`: the same pool runs one more query, then everything is closed.
  *
+ * From before createPool to the end, the event-loop delay is recorded (`loopDelay`).
+ *
  * Flags: --host H --port P --pool-options JSON --sleep-sec S (default 3) --cap-ms C (default 12000)
  *        --limit-ms L (default 60000: a safety net so the scenario always ends).
  */
@@ -22,6 +24,7 @@ import { createPool } from '../../../src/index.js';
 import type { EvictedConnectionEvent } from '../../../src/index.js';
 import { readSocketSettings, socketCapability } from '../../../src/health.js';
 import type { SocketReadback } from '../../../src/health.js';
+import { watchLoop, type LoopDelay } from '../loop-delay.js';
 
 const EVENT_PREFIX = 'RIG-EVENT ';
 
@@ -52,6 +55,8 @@ export interface PartitionResult {
   retries: number;
   afterHeal: { ok: boolean; cid: number | null; message: string | null };
   stateAfterHeal: { total: number; active: number; idle: number; waiting: number };
+  /** Event-loop delay from createPool to the end. */
+  loopDelay: LoopDelay;
 }
 
 function arg(name: string, def: string): string {
@@ -113,6 +118,7 @@ async function main(): Promise<void> {
   const poolOptions = JSON.parse(arg('--pool-options', '{}')) as Record<string, unknown>;
   const base = { host, port, user: 'root', password: '', database: 'test' };
 
+  const watch = await watchLoop();
   const pool = createPool({
     ...base,
     connectionLimit: 2,
@@ -182,6 +188,7 @@ async function main(): Promise<void> {
   const stateAfterHeal = pool.state();
   const retries = pool.stats().retries;
   await new Promise<void>((resolve) => pool.end(() => resolve()));
+  const loopDelay = await watch.stop();
   lines.close();
 
   const result: PartitionResult = {
@@ -197,6 +204,7 @@ async function main(): Promise<void> {
     retries,
     afterHeal,
     stateAfterHeal: pick(stateAfterHeal),
+    loopDelay,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
