@@ -198,6 +198,7 @@ export function formatProbe(r: ProbeReport): string {
     `longest idle that survived: ${r.longestSurvivedSec === null ? 'none' : `${r.longestSurvivedSec} s`}`,
     `shortest idle that died:    ${r.shortestDiedSec === null ? 'none' : `${r.shortestDiedSec} s`}`,
     `keepalive delay to use:     ${r.recommendedKeepAliveInitialDelayMs} ms (configured: ${r.enableKeepAlive ? `${r.configuredKeepAliveInitialDelayMs} ms` : 'keepalive off'})`,
+    `event loop blocked at most: ${r.eventLoop.maxBlockMs} ms`,
     '',
     r.verdict,
   );

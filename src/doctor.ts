@@ -12,6 +12,8 @@ import createDebug from 'debug';
 import type { PoolConnection } from 'mysql2';
 import { describeConfig, envName, resolveConfig } from './config.js';
 import type { ResolvedConfig } from './config.js';
+import { watchEventLoop } from './event-loop.js';
+import type { EventLoopBlock } from './event-loop.js';
 import { readSocketSettings, socketCapability, tcpSocketOf } from './health.js';
 import type { SocketCapability, SocketReadback } from './health.js';
 import { KeepalivePool } from './pool.js';
@@ -78,6 +80,8 @@ export interface DoctorReport {
   advice: Advice[];
   /** Why it could not connect (exit code 2). */
   error: { code: string | null; message: string } | null;
+  /** How long the event loop was blocked at most while doctor ran (connecting included). */
+  eventLoop: EventLoopBlock;
 }
 
 /** Everything {@link advise} looks at. */
@@ -282,6 +286,7 @@ export interface DoctorOptions {
  * a configuration or connection error becomes `exitCode: 2` with `error` set.
  */
 export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport> {
+  const loop = watchEventLoop();
   const kernel = readKernelSettings();
   const capability = socketCapability();
   let cfg: ResolvedConfig;
@@ -299,6 +304,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
       kernel,
       advice: [],
       error: errorSummary(error),
+      eventLoop: loop.stop(),
     };
   }
   const config = describeConfig(cfg);
@@ -372,6 +378,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     kernel,
     advice,
     error,
+    eventLoop: loop.stop(),
   };
 }
 
@@ -447,6 +454,9 @@ export function formatDoctor(r: DoctorReport): string {
       (k.conntrackEstablishedTimeoutSec !== undefined
         ? `, conntrack established timeout ${k.conntrackEstablishedTimeoutSec} s`
         : ''),
+  );
+  lines.push(
+    `Event loop: blocked at most ${r.eventLoop.maxBlockMs} ms while doctor ran (connecting included)`,
   );
   lines.push('', 'Advice');
   if (r.advice.length === 0 && !r.error) lines.push('  ok    nothing risky found');

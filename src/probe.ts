@@ -13,6 +13,8 @@ import type { ConnectionOptions, PoolConnection } from 'mysql2';
 import createDebug from 'debug';
 import { connectionOptions, envName } from './config.js';
 import type { ResolvedConfig } from './config.js';
+import { watchEventLoop } from './event-loop.js';
+import type { EventLoopBlock } from './event-loop.js';
 import { applySocketSettings, closeConnection, pingWithTimeout } from './health.js';
 
 const debug = createDebug('mysql2-keepalive-pool:cli');
@@ -59,6 +61,8 @@ export interface ProbeReport {
   /** One sentence: what was found and what to do. */
   verdict: string;
   error: { code: string | null; message: string } | null;
+  /** How long the event loop was blocked at most while the probe ran. */
+  eventLoop: EventLoopBlock;
 }
 
 /** Options of {@link runProbe}. */
@@ -158,6 +162,7 @@ export function summarize(
  * when not even one connection can be opened, `exitCode` is 2 and `error` says why.
  */
 export async function runProbe(cfg: ResolvedConfig, opts: ProbeOptions): Promise<ProbeReport> {
+  const loop = watchEventLoop();
   const durations = [...opts.durationsSec].sort((a, b) => a - b);
   const maxSec = durations[durations.length - 1] ?? 0;
   const conn = cfg.connection as { socketPath?: string; host?: string; port?: number };
@@ -270,9 +275,10 @@ export async function runProbe(cfg: ResolvedConfig, opts: ProbeOptions): Promise
         code: first?.error?.split(':')[0] ?? null,
         message: `cannot connect to ${target}: ${first?.error ?? 'no durations given'}`,
       },
+      eventLoop: loop.stop(),
     };
   }
-  return { ...base, ...summarize(outcomes, control, cfg), error: null };
+  return { ...base, ...summarize(outcomes, control, cfg), error: null, eventLoop: loop.stop() };
 }
 
 /** `CODE: message` of a connection error (mysql2 puts the errno name in `code`). */

@@ -99,6 +99,7 @@ describe('doctor against the local server', { concurrency: true }, () => {
       /tcp_keepalive_time \d+ s, tcp_keepalive_intvl \d+ s, tcp_keepalive_probes \d+/,
     );
     assert.match(out, /nothing risky found/);
+    assert.match(out, /Event loop: blocked at most \d+ ms while doctor ran/);
     assert.match(out, /Status: healthy \(exit 0\)/);
     assert.equal(run.stderr, '', 'no stray warnings');
   });
@@ -128,6 +129,11 @@ describe('doctor against the local server', { concurrency: true }, () => {
     assert.equal(r.config.keepAliveInitialDelay, 45_000);
     assert.ok(r.server && r.server.waitTimeoutSec > 0);
     assert.equal(typeof r.kernel.tcpKeepaliveTimeSec, 'number');
+    // Seconds would mean a synchronous wait on the network (a resolver timeout is 5 s).
+    assert.ok(
+      Number.isInteger(r.eventLoop.maxBlockMs) && r.eventLoop.maxBlockMs < 1000,
+      `event loop blocked at most ${r.eventLoop.maxBlockMs} ms`,
+    );
     assert.deepEqual(r.tcpUserTimeout, { available: true });
     assert.deepEqual(r.advice, []);
   });
@@ -295,6 +301,10 @@ describe('doctor and probe through the conntrack rig', { skip, concurrency: true
       assert.equal(r.control?.alive, true, 'keepalive probes kept the control flow in conntrack');
       assert.equal(r.control?.idleSec, 8);
       assert.match(r.verdict, /between 2 s and 6 s/);
+      assert.ok(
+        Number.isInteger(r.eventLoop.maxBlockMs) && r.eventLoop.maxBlockMs < 1000,
+        `event loop blocked at most ${r.eventLoop.maxBlockMs} ms`,
+      );
       assert.ok(run.ms < 8000 + 20_000, `took ${run.ms} ms for an 8 s probe`);
       assert.match(run.stderr, /probe: 4 connection\(s\) to 10\.96\.231\.10:3306/);
     });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config.js';
 import { advise, exitCodeOf, formatDoctor, readKernelSettings } from '../../src/doctor.js';
+import { watchEventLoop } from '../../src/event-loop.js';
 import type { AdviceInput, DoctorReport } from '../../src/doctor.js';
 import { geometricDurations, summarize } from '../../src/probe.js';
 import type { ProbeOutcome } from '../../src/probe.js';
@@ -205,6 +206,7 @@ test('formatDoctor: one screen, password masked, advice lines and the status', (
     kernel: { tcpKeepaliveTimeSec: 7200 },
     advice: [{ level: 'risk', code: 'X', message: 'do something' }],
     error: null,
+    eventLoop: { maxBlockMs: 12 },
   };
   const text = formatDoctor(report);
   assert.ok(text.split('\n').length <= 30, 'fits one screen');
@@ -215,6 +217,7 @@ test('formatDoctor: one screen, password masked, advice lines and the status', (
   );
   assert.match(text, /wait_timeout 28800 s/);
   assert.match(text, /RISK {2}do something/);
+  assert.match(text, /Event loop: blocked at most 12 ms while doctor ran/);
   assert.match(text, /Status: risky configuration \(exit 1\)/);
   assert.doesNotMatch(text, /hunter2/);
 });
@@ -281,4 +284,20 @@ test('geometricDurations: from min to max, rounded, ascending, no duplicates', (
   assert.equal(d.length, 8);
   assert.equal(d[0], 60);
   assert.equal(d[7], 1800);
+});
+
+test('the event-loop figure of doctor and probe sees a block, and little when idle', async () => {
+  const idle = watchEventLoop();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.ok(idle.stop().maxBlockMs < 50, 'idle');
+  const busy = watchEventLoop();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const end = performance.now() + 150;
+  while (performance.now() < end) {
+    /* a synchronous stall, on purpose */
+  }
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const seen = busy.stop();
+  assert.ok(seen.maxBlockMs >= 130, JSON.stringify(seen));
+  assert.equal(busy.stop(), seen, 'stop() is idempotent');
 });
