@@ -1,8 +1,18 @@
 /**
- * The published package, as users get it: `npm pack` contains only what they need, the types
- * resolve for ESM and CommonJS consumers (@arethetypeswrong/cli, and a consumer compiled with
- * `module: nodenext` in both module kinds), and the packed tarball works at run time from ESM and
- * from CommonJS. Needs dist/ (npm test builds before testing).
+ * The published package, as users get it, built the way a release job, a git install and a
+ * `npm pack` consumer build it: from a clean copy of the repository without dist/.
+ *
+ *  - `git archive` of the tree under test (HEAD plus uncommitted changes to tracked files, via
+ *    `git stash create`) into a temporary folder, whose node_modules is a link to the
+ *    repository's (the build tools), then `npm pack` there: the lifecycle (prepack/prepare)
+ *    builds dist/;
+ *  - that tarball installed with npm into a fresh consumer folder outside the repository, used
+ *    from ESM and CommonJS through both entries, its types checked (@arethetypeswrong/cli, and
+ *    a consumer compiled with `module: nodenext` in both module kinds), its bin run;
+ *  - the same tree committed to a throwaway git repository and installed from its
+ *    `git+file://` URL (npm clones it, installs its dependencies, runs prepare), then required.
+ *
+ * npm installs use the local npm cache first (`--prefer-offline`).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -16,64 +26,123 @@ import { dbOptions } from '../support/db.js';
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'node_modules', '.bin');
-const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+
+interface PackageJson {
   name: string;
+  version: string;
   license: string;
   engines: { node: string };
   sideEffects: boolean;
   files: string[];
   repository: { url: string };
   types: string;
+  bin: Record<string, string>;
+  scripts: Record<string, string>;
   exports: Record<string, Record<string, Record<string, string>> | string>;
-};
+}
 
 interface PackedFile {
   path: string;
 }
 
-async function npm(args: string[], cwd = ROOT): Promise<string> {
-  const { stdout } = await run('npm', args, { cwd, maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
-  return stdout;
+async function sh(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  timeout = 120_000,
+): Promise<{ stdout: string; stderr: string }> {
+  return run(cmd, args, { cwd, maxBuffer: 64 * 1024 * 1024, timeout });
+}
+
+const NPM_INSTALL = [
+  'install',
+  '--prefer-offline',
+  '--no-audit',
+  '--no-fund',
+  '--foreground-scripts',
+];
+
+/** A copy of the tree under test, as `git archive` gives it: committed files only, no dist/. */
+async function cleanCopy(ref: string, dest: string): Promise<void> {
+  fs.mkdirSync(dest, { recursive: true });
+  await sh('sh', ['-c', `git -C "${ROOT}" archive "${ref}" | tar -x -C "${dest}"`], ROOT);
+}
+
+/** A fresh npm project folder. */
+function consumerDir(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }),
+  );
+  return dir;
 }
 
 /**
- * A directory outside the repository: inside it, Node and TypeScript would resolve the package
- * name to the repository itself (a package may import itself by name), not to the packed copy.
+ * Everything lives in a folder outside the repository: inside it, Node and TypeScript would
+ * resolve the package name to the repository itself (a package may import itself by name).
  */
 let work = '';
 let tarball = '';
+let packedFiles: string[] = [];
+let consumer = '';
+let installOutput = '';
+let pkg: PackageJson;
+let gitInstall: Promise<string>;
 before(async () => {
-  assert.ok(
-    fs.existsSync(path.join(ROOT, 'dist', 'index.cjs')),
-    'dist/ is missing: run `npm run build` (npm test builds before testing)',
-  );
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'kapool-pack-'));
-  const out = await npm(['pack', '--json', '--pack-destination', work]);
-  const [info] = JSON.parse(out) as Array<{ filename: string }>;
+  // The tree under test: HEAD plus uncommitted changes to tracked files (untracked files are
+  // not part of it; commit or add them first).
+  const stash = (await sh('git', ['stash', 'create'], ROOT)).stdout.trim();
+  const ref = stash === '' ? 'HEAD' : stash;
+
+  // The git install runs alongside: npm clones the repository, installs its dependencies and
+  // runs prepare, which takes longer than everything else here.
+  gitInstall = (async () => {
+    const repo = path.join(work, 'git-repo');
+    await cleanCopy(ref, repo);
+    const git = ['-c', 'user.name=packaging-test', '-c', 'user.email=test@example.invalid'];
+    await sh('git', ['init', '-q'], repo);
+    await sh('git', ['add', '-A'], repo);
+    await sh('git', [...git, 'commit', '-q', '-m', 'tree under test'], repo);
+    const dir = consumerDir(path.join(work, 'git-consumer'));
+    await sh('npm', [...NPM_INSTALL, `git+file://${repo}`], dir, 240_000);
+    return dir;
+  })();
+  gitInstall.catch(() => {}); // awaited by its test
+
+  const src = path.join(work, 'src');
+  await cleanCopy(ref, src);
+  assert.equal(fs.existsSync(path.join(src, 'dist')), false, 'the clean copy has no dist/');
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(src, 'node_modules'));
+  const packed = await sh(
+    'npm',
+    ['pack', '--json', '--foreground-scripts=false', '--pack-destination', work],
+    src,
+  );
+  const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: PackedFile[] }>;
   tarball = path.join(work, info!.filename);
-  // Unpacked as an installed dependency would be: work/node_modules/<name>, next to its own
-  // dependencies (mysql2, generic-pool… and @types/node for the type check), which are links to
-  // the repository's installed ones.
-  const modules = path.join(work, 'node_modules');
-  fs.mkdirSync(modules);
-  for (const entry of fs.readdirSync(path.join(ROOT, 'node_modules'))) {
-    if (entry === pkg.name || entry.startsWith('.')) continue;
-    fs.symlinkSync(path.join(ROOT, 'node_modules', entry), path.join(modules, entry));
-  }
-  const dest = path.join(modules, pkg.name);
-  fs.mkdirSync(dest);
-  await run('tar', ['-xzf', tarball, '-C', dest, '--strip-components=1']);
+  packedFiles = info!.files.map((f) => f.path).sort();
+
+  consumer = consumerDir(path.join(work, 'consumer'));
+  const installed = await sh('npm', [...NPM_INSTALL, tarball], consumer);
+  installOutput = installed.stdout + installed.stderr;
+  pkg = JSON.parse(
+    fs.readFileSync(
+      path.join(consumer, 'node_modules', 'mysql2-keepalive-pool', 'package.json'),
+      'utf8',
+    ),
+  ) as PackageJson;
 });
 after(() => {
   if (work !== '') fs.rmSync(work, { recursive: true, force: true });
 });
 
-describe('npm pack', () => {
-  test('contains dist, README, CHANGELOG, LICENSE and package.json, nothing else', async () => {
-    const [info] = JSON.parse(await npm(['pack', '--dry-run', '--json'])) as Array<{
-      files: PackedFile[];
-    }>;
-    const files = info!.files.map((f) => f.path).sort();
+const INSTALLED = (): string => path.join(consumer, 'node_modules', 'mysql2-keepalive-pool');
+
+describe('npm pack of a clean copy', () => {
+  test('builds dist/ itself and contains dist, README, CHANGELOG, LICENSE and package.json, nothing else', () => {
+    const files = packedFiles;
     const allowed =
       /^(?:dist\/[\w.-]+\.(?:cjs|mjs|d\.ts|d\.mts)|README\.md|CHANGELOG\.md|LICENSE|package\.json)$/;
     for (const f of files) assert.match(f, allowed, `${f} should not be published`);
@@ -90,9 +159,23 @@ describe('npm pack', () => {
       'dist/promise.mjs',
       'dist/promise.d.ts',
       'dist/promise.d.mts',
+      'dist/cli.cjs',
     ]) {
       assert.ok(files.includes(required), `${required} is missing from the package`);
     }
+  });
+
+  test('the build runs on pack, publish and git installs (prepack, prepare), never on install', () => {
+    assert.equal(pkg.scripts.prepack, 'npm run build');
+    assert.equal(pkg.scripts.prepare, 'npm run build');
+    for (const hook of ['preinstall', 'install', 'postinstall']) {
+      assert.equal(pkg.scripts[hook], undefined, `no ${hook} script`);
+    }
+    // npm runs prepare only for linked folders and git dependencies, not for a tarball (or a
+    // registry package): installing it ran nothing, and left exactly what was packed.
+    assert.doesNotMatch(installOutput, /> mysql2-keepalive-pool@[^ ]+ (?:prepare|prepack|build)/);
+    assert.equal(fs.existsSync(path.join(INSTALLED(), 'src')), false);
+    assert.equal(fs.existsSync(path.join(INSTALLED(), 'tsup.config.ts')), false);
   });
 
   test('package.json: license, engines, sideEffects, files, repository, and every export exists', () => {
@@ -106,11 +189,14 @@ describe('npm pack', () => {
       if (typeof entry === 'string') continue;
       for (const cond of Object.values(entry)) targets.push(...Object.values(cond));
     }
-    for (const t of targets) assert.ok(fs.existsSync(path.join(ROOT, t)), `${t} does not exist`);
+    for (const t of Object.values(pkg.bin)) targets.push(t);
+    for (const t of targets) {
+      assert.ok(fs.existsSync(path.join(INSTALLED(), t)), `${t} does not exist in the package`);
+    }
   });
 });
 
-describe('types for ESM and CommonJS consumers', () => {
+describe('types for ESM and CommonJS consumers', { concurrency: true }, () => {
   test('@arethetypeswrong/cli finds no problem', async () => {
     const { stdout } = await run(path.join(BIN, 'attw'), [tarball, '--format', 'json'], {
       cwd: ROOT,
@@ -129,7 +215,7 @@ describe('types for ESM and CommonJS consumers', () => {
   });
 
   test('a consumer type-checks with module nodenext, as .mts (import) and as .cts (require)', async () => {
-    const consumer = `
+    const source = `
 import { createPool, ConfigError, PoolError, escape, format, raw, Types } from 'mysql2-keepalive-pool';
 import type { KeepalivePoolOptions, Pool, PoolStats, SslMode } from 'mysql2-keepalive-pool';
 import { createPool as createPromisePool } from 'mysql2-keepalive-pool/promise';
@@ -155,13 +241,13 @@ export const decimal: number = Types.DECIMAL;
 // @ts-expect-error an unknown option is a type error
 createPool({ idlePingIntervall: 1 });
 `;
-    fs.writeFileSync(path.join(work, 'consumer.mts'), consumer);
+    fs.writeFileSync(path.join(consumer, 'consumer.mts'), source);
     fs.writeFileSync(
-      path.join(work, 'consumer.cts'),
-      `${consumer}\nimport whole = require('mysql2-keepalive-pool');\nexport const same: typeof createPool = whole.createPool;\n`,
+      path.join(consumer, 'consumer.cts'),
+      `${source}\nimport whole = require('mysql2-keepalive-pool');\nexport const same: typeof createPool = whole.createPool;\n`,
     );
     fs.writeFileSync(
-      path.join(work, 'tsconfig.json'),
+      path.join(consumer, 'tsconfig.json'),
       JSON.stringify({
         compilerOptions: {
           module: 'nodenext',
@@ -170,14 +256,16 @@ createPool({ idlePingIntervall: 1 });
           strict: true,
           noEmit: true,
           types: ['node'],
+          // @types/node is the repository's: the consumer installed only the package.
+          typeRoots: [path.join(ROOT, 'node_modules', '@types')],
           // Our declaration files are checked too, not only their use.
           skipLibCheck: false,
         },
         files: ['consumer.mts', 'consumer.cts'],
       }),
     );
-    const res = await run(path.join(BIN, 'tsc'), ['-p', work, '--traceResolution'], {
-      cwd: work,
+    const res = await run(path.join(BIN, 'tsc'), ['-p', consumer, '--traceResolution'], {
+      cwd: consumer,
       timeout: 120_000,
       maxBuffer: 64 * 1024 * 1024,
     }).then(
@@ -192,7 +280,7 @@ createPool({ idlePingIntervall: 1 });
         .join('\n'),
     );
     // The two kinds really resolved to the packed copy's two declaration files.
-    const dist = `${work}/node_modules/mysql2-keepalive-pool/dist/`;
+    const dist = `${consumer}/node_modules/mysql2-keepalive-pool/dist/`;
     for (const file of ['index.d.mts', 'index.d.ts']) {
       assert.ok(
         res.out.includes(`'mysql2-keepalive-pool' was successfully resolved to '${dist}${file}'`),
@@ -228,14 +316,14 @@ console.log(JSON.stringify({
 
   test('ESM: import from the package name', async () => {
     fs.writeFileSync(
-      path.join(work, 'run.mjs'),
+      path.join(consumer, 'run.mjs'),
       body(`import { createPool, PoolError, escape, format, Types } from 'mysql2-keepalive-pool';
 import * as root from 'mysql2-keepalive-pool';
 const { createPoolCluster } = root;
 import { createPool as createPromisePool, PoolError as PromisePoolError } from 'mysql2-keepalive-pool/promise';`),
     );
     const { stdout } = await run(process.execPath, ['run.mjs'], {
-      cwd: work,
+      cwd: consumer,
       env,
       timeout: 30_000,
     });
@@ -247,7 +335,7 @@ import { createPool as createPromisePool, PoolError as PromisePoolError } from '
 
   test('CommonJS: require the package name', async () => {
     fs.writeFileSync(
-      path.join(work, 'run.cjs'),
+      path.join(consumer, 'run.cjs'),
       `(async () => {
 const { createPool, PoolError, escape, format, Types, createPoolCluster } = require('mysql2-keepalive-pool');
 const { createPool: createPromisePool, PoolError: PromisePoolError } = require('mysql2-keepalive-pool/promise');
@@ -257,7 +345,7 @@ ${body('').replace('from: import.meta.url ?? null', 'from: resolved').replace(/^
 `,
     );
     const { stdout } = await run(process.execPath, ['run.cjs'], {
-      cwd: work,
+      cwd: consumer,
       env,
       timeout: 30_000,
     });
@@ -266,8 +354,68 @@ ${body('').replace('from: import.meta.url ?? null', 'from: resolved').replace(/^
     assert.equal(out.sameErrorClass, true, 'one PoolError class across the two entry points');
     assert.match(
       String(out.from),
-      /kapool-pack-[^/]+\/node_modules\/mysql2-keepalive-pool\/dist\/index\.cjs$/,
+      /kapool-pack-[^/]+\/consumer\/node_modules\/mysql2-keepalive-pool\/dist\/index\.cjs$/,
     );
     assert.deepEqual(out.helpers, ['function', 'function', 'number', 'undefined']);
+  });
+});
+
+describe('the installed bin and a git install', () => {
+  const db = dbOptions();
+  const dbEnv = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    MYSQL_HOST: db.host,
+    MYSQL_PORT: String(db.port),
+    MYSQL_USER: db.user,
+    MYSQL_DATABASE: db.database,
+    ...(db.password === '' ? {} : { MYSQL_PASSWORD: db.password }),
+  };
+
+  test('the mysql2-keepalive-pool bin runs doctor from the installed package', async () => {
+    const bin = path.join(consumer, 'node_modules', '.bin', 'mysql2-keepalive-pool');
+    const help = await run(bin, ['--help'], { cwd: consumer, timeout: 30_000 });
+    assert.match(help.stdout, /^Usage: mysql2-keepalive-pool <command>/);
+    // doctor exits 1 on a risky configuration; both 0 and 1 mean it connected and reported.
+    const doctor = await run(bin, ['doctor', '--json'], {
+      cwd: consumer,
+      env: dbEnv,
+      timeout: 30_000,
+    }).catch((e: { code?: number; stdout?: string }) => {
+      if (e.code === 1) return { stdout: e.stdout ?? '' };
+      throw e;
+    });
+    const report = JSON.parse(doctor.stdout.trim()) as {
+      server: { version: string } | null;
+      error: unknown;
+    };
+    assert.equal(report.error, null);
+    assert.match(report.server?.version ?? '', /^\d+\.\d+\.\d+/);
+  });
+
+  test('npm install git+file://… builds dist/ through prepare; require and import work', async () => {
+    const dir = await gitInstall;
+    const installed = path.join(dir, 'node_modules', 'mysql2-keepalive-pool');
+    assert.ok(fs.existsSync(path.join(installed, 'dist', 'index.cjs')), 'dist/ was built');
+    assert.equal(fs.existsSync(path.join(installed, 'src')), false, 'packed like a tarball');
+    const script = `
+const cjs = require('mysql2-keepalive-pool');
+const promise = require('mysql2-keepalive-pool/promise');
+import('mysql2-keepalive-pool').then((esm) => {
+  console.log(JSON.stringify({
+    cjs: typeof cjs.createPool,
+    promise: typeof promise.createPool,
+    esm: typeof esm.createPool,
+    from: require.resolve('mysql2-keepalive-pool'),
+  }));
+});
+`;
+    fs.writeFileSync(path.join(dir, 'use.cjs'), script);
+    const { stdout } = await run(process.execPath, ['use.cjs'], { cwd: dir, timeout: 30_000 });
+    const out = JSON.parse(stdout.trim()) as Record<string, string>;
+    assert.deepEqual(
+      { cjs: out.cjs, promise: out.promise, esm: out.esm },
+      { cjs: 'function', promise: 'function', esm: 'function' },
+    );
+    assert.equal(out.from, path.join(installed, 'dist', 'index.cjs'));
   });
 });
