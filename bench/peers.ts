@@ -141,6 +141,7 @@ export function peerVersions(): Record<string, string> {
     mysql2: version('mysql2/package.json'),
     // mariadb's exports map hides package.json; the module exports its version.
     mariadb: (mariadb as unknown as { version?: string }).version ?? 'unknown',
+    'generic-pool': version('generic-pool/package.json'),
     'mysql2-keepalive-pool': version('../package.json'),
   };
 }

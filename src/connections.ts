@@ -3,9 +3,16 @@
  * failures, socket settings, the server's wait_timeout), closing them, and the record of every
  * open one. This file owns the back-off timers; it knows nothing of callers (checkout.ts decides
  * when to open, health-monitor.ts when a connection must go).
+ *
+ * generic-pool creates and destroys connections within a hard ceiling ({@link connectionCeiling}),
+ * through its documented API only (createPool, acquire, destroy, drain, clear). Every open
+ * connection stays borrowed from it for its whole life: its idle list, evictor, validation and
+ * `min` are never used, and checkout (checkout.ts) never goes through it.
  */
 import type { EventEmitter } from 'node:events';
 import createDebug from 'debug';
+import { createPool as createGenericPool } from 'generic-pool';
+import type { Pool as GenericPool } from 'generic-pool';
 import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
@@ -46,6 +53,26 @@ export function createBackoffMs(consecutiveFailures: number, msSinceLastFailure:
   return Math.max(0, delay - Math.max(0, msSinceLastFailure));
 }
 
+/**
+ * The most connections, open plus being opened, that generic-pool allows (its `max`). The pool
+ * itself opens only while {@link Connections.canOpen} (within `connectionLimit`); this is the bound
+ * that holds even for an `open()` that did not ask, which then waits for a free slot. One place,
+ * so that the ceiling can be raised above `connectionLimit` (e.g. for hedge connections).
+ */
+export function connectionCeiling(options: ResolvedConfig): number {
+  return options.connectionLimit;
+}
+
+/** A connection attempt that failed. generic-pool 3.9 answers a rejected `create` by emitting
+ * `factoryCreateError` and creating again, while the `acquire()` that asked stays pending, so a
+ * failure is handed back as a resource of its own, which `open()` destroys at once. */
+class FailedAttempt {
+  constructor(readonly error: unknown) {}
+}
+
+/** What generic-pool's factory makes: an open, recorded connection or a failed attempt. */
+type Attempt = ConnectionRecord | FailedAttempt;
+
 /** What the lifecycle tells the rest of the pool. */
 export interface LifecycleHooks {
   /** A new connection is open and recorded; it is nobody's yet. */
@@ -77,6 +104,8 @@ export class Connections {
   #lastFailure: { error: unknown; at: number } | null = null;
   /** Attempts waiting out their back-off; end() and a success cut them short. */
   readonly #backoffs = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  /** The slots: one per open connection or attempt in progress, at most connectionCeiling(). */
+  readonly #slots: GenericPool<Attempt>;
 
   constructor(
     pool: PoolForConnections,
@@ -90,6 +119,26 @@ export class Connections {
     this.#connectionConfig = connectionConfig;
     this.#counters = counters;
     this.#hooks = hooks;
+    this.#slots = createGenericPool<Attempt>(
+      {
+        create: () => this.#create().catch((error: unknown) => new FailedAttempt(error)),
+        // The socket is already closed by destroy() or closeAll() (COM_QUIT or a hard close, as
+        // the connection's state calls for), and a failed attempt closed its own.
+        destroy: () => Promise.resolve(),
+      },
+      // No acquireTimeoutMillis or maxWaitingClients: callers' deadlines are checkout.ts's acquire
+      // timer. No evictionRunIntervalMillis (off by default): health-monitor.ts retires
+      // connections, and generic-pool keeps no timer.
+      { max: connectionCeiling(options), min: 0 },
+    );
+  }
+
+  /** generic-pool's own count of the slots (its documented Pool properties): `size` (open plus
+   * being created), `borrowed` (open connections and attempts not yet handed back), `pending`
+   * (opens waiting for a slot) and `max`. For tests and debugging; not part of stats(). */
+  slots(): { size: number; borrowed: number; pending: number; max: number } {
+    const s = this.#slots;
+    return { size: s.size, borrowed: s.borrowed, pending: s.pending, max: s.max };
   }
 
   /** Open connections. */
@@ -107,21 +156,49 @@ export class Connections {
     return this.#lastFailure ? this.#lastFailure.error : null;
   }
 
-  /** Starts one connection attempt; the hooks hear how it ends, then `done` if given. */
+  /** Starts one connection attempt in a slot of generic-pool's (waiting for one if the ceiling is
+   * reached); the hooks hear how it ends, then `done` if given. Attempts are interchangeable: each
+   * open() gets the outcome of the next attempt to finish. */
   open(done?: (error: unknown) => void): void {
     this.opening++;
-    this.#create().then(
-      (rec) => {
+    this.#slots.acquire().then(
+      (attempt) => {
         this.opening--;
-        this.#hooks.opened(rec);
-        done?.(null);
+        if (attempt instanceof FailedAttempt) {
+          // The slot is free before the hook runs: it may open again at once.
+          this.#free(attempt);
+          this.#hooks.openFailed(attempt.error);
+          done?.(attempt.error);
+        } else if (this.records.get(attempt.conn) !== attempt) {
+          // Closed in the few microtasks between #create recording it and this callback (end(),
+          // or destroy() when it died at once), while it was not yet on loan: free its slot now.
+          this.#free(attempt);
+          if (this.#pool._closed) {
+            const error = closedError();
+            this.#hooks.openFailed(error);
+            done?.(error);
+          } else done?.(null);
+        } else {
+          this.#hooks.opened(attempt);
+          done?.(null);
+        }
       },
-      (error: unknown) => {
+      () => {
+        // generic-pool refuses new work only once closeAll() has drained it.
         this.opening--;
+        const error = closedError();
         this.#hooks.openFailed(error);
         done?.(error);
       },
     );
+  }
+
+  /** Hands a connection's or failed attempt's slot back to generic-pool. */
+  #free(attempt: Attempt): void {
+    if (!this.#slots.isBorrowedResource(attempt)) return;
+    this.#slots.destroy(attempt).catch((error: unknown) => {
+      debug('%s: generic-pool refused a slot back: %s', this.#options.name, error);
+    });
   }
 
   /** Opens connections until `minIdle` are open or being opened. */
@@ -144,6 +221,7 @@ export class Connections {
       reason,
     } satisfies EvictedConnectionEvent);
     closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+    this.#free(rec);
     this.#hooks.closed(rec);
   }
 
@@ -169,8 +247,19 @@ export class Connections {
       // of closeConnection bounds how long this holds the process.
       holdsProcess(conn, true);
       closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+      this.#free(rec);
     }
     this.records.clear();
+    // From now on generic-pool refuses new attempts; its books close once the attempts in
+    // progress have landed (each lands as POOL_CLOSED and frees its slot). end()'s callback does
+    // not wait for that, as it never waited for attempts in progress.
+    this.#slots
+      .drain()
+      .then(() => this.#slots.clear())
+      .then(
+        () => debug('%s: generic-pool drained', this.#options.name),
+        (error: unknown) => debug('%s: generic-pool drain failed: %s', this.#options.name, error),
+      );
     return Promise.all(closing).then(() => undefined);
   }
 

@@ -4,7 +4,8 @@
  * parts together and adds the one-shot retry; the work is done by
  *
  * - checkout.ts: what happens on checkout and return (idle stack, waiters, acquire timer);
- * - connections.ts: opening and closing connections within `connectionLimit`;
+ * - connections.ts: opening and closing connections within `connectionLimit` (generic-pool
+ *   creates and destroys them within its ceiling);
  * - health-monitor.ts: the checkout verdict, pings, the suspect sweep, idle pings, leaks,
  *   lifetime and idle retirement;
  * - health-check.ts: `healthCheck()`;

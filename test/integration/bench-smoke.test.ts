@@ -67,7 +67,7 @@ test('npm run bench -- --smoke writes a complete results file', { timeout: 180_0
     assert.ok(isNumber(e.cpus) && e.cpus > 0);
     assert.equal(typeof e.cpuModel, 'string');
     assert.ok(e.server.length > 0, 'server version');
-    for (const k of ['mysql2', 'mariadb', 'mysql2-keepalive-pool']) {
+    for (const k of ['mysql2', 'mariadb', 'generic-pool', 'mysql2-keepalive-pool']) {
       assert.equal(typeof e.versions[k], 'string', `versions.${k}`);
     }
     assert.equal(e.loadavgStart.length, 3);

@@ -52,7 +52,7 @@ before(async () => {
   const [info] = JSON.parse(out) as Array<{ filename: string }>;
   tarball = path.join(work, info!.filename);
   // Unpacked as an installed dependency would be: work/node_modules/<name>, next to its own
-  // dependencies (mysql2, debug… and @types/node for the type check), which are links to
+  // dependencies (mysql2, generic-pool, debug… and @types/node for the type check), which are links to
   // the repository's installed ones.
   const modules = path.join(work, 'node_modules');
   fs.mkdirSync(modules);
