@@ -177,7 +177,11 @@ export class Connections {
             const error = closedError();
             this.#hooks.openFailed(error);
             done?.(error);
-          } else done?.(null);
+          } else {
+            // destroy() told the pool of a free slot while this attempt still counted as opening.
+            this.#hooks.closed(attempt);
+            done?.(null);
+          }
         } else {
           this.#hooks.opened(attempt);
           done?.(null);
