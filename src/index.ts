@@ -16,7 +16,7 @@ import type {
   LeakReleasedEvent,
   PoolState,
   PoolStats,
-} from './pool.js';
+} from './stats.js';
 
 export { KeepalivePool } from './pool.js';
 export type {
@@ -27,7 +27,7 @@ export type {
   LeakReleasedEvent,
   PoolState,
   PoolStats,
-} from './pool.js';
+} from './stats.js';
 export {
   metricsText,
   collectMetrics,

@@ -8,7 +8,7 @@
  * prefix, base units (`_seconds`), `_total` on counters, a `pool` label on every sample.
  */
 import { PoolError } from './errors.js';
-import type { PoolStats } from './pool.js';
+import type { PoolStats } from './stats.js';
 
 /** The `Content-Type` to serve {@link metricsText} with. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

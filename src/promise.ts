@@ -12,7 +12,7 @@ import type { Pool as CallbackPool } from './index.js';
 export type { KeepalivePoolOptions, ResolvedConfig } from './config.js';
 export { PoolError, ConfigError } from './errors.js';
 export type { PoolErrorCode } from './errors.js';
-export type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './pool.js';
+export type { DeadConnectionEvent, EvictedConnectionEvent, PoolState, PoolStats } from './stats.js';
 
 /**
  * mysql2/promise's `Pool` (query and execute resolve `[rows, fields]`, `getConnection()` gives a

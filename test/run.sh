@@ -10,4 +10,7 @@ npm run --silent build >/dev/null
 shopt -s nullglob
 files=(test/unit/*.test.ts test/integration/*.test.ts)
 # Files run one at a time: the kernel rig and the throwaway servers are machine-wide resources.
-exec node --import tsx --test --test-concurrency=1 "${files[@]}"
+# Every test (and every suite) fails after TEST_TIMEOUT_MS instead of hanging the run: a broken
+# eviction or a lost callback shows up as a named failure. The slowest test takes well under a
+# minute; the bound is loose on purpose for a loaded machine.
+exec node --import tsx --test --test-concurrency=1 --test-timeout="${TEST_TIMEOUT_MS:-180000}" "${files[@]}"

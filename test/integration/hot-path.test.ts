@@ -27,7 +27,7 @@ function getConn(p: Pool): Promise<PoolConnection> {
 }
 
 /**
- * Counts the promises and timers the pool (or generic-pool under it) creates from `run()` until
+ * Counts the promises and timers the pool (any file under src/) creates from `run()` until
  * it calls `done`; those of the test harness itself are not counted.
  */
 function countCreated(run: (done: (err?: Error | null) => void) => void): Promise<number> {
@@ -40,7 +40,7 @@ function countCreated(run: (done: (err?: Error | null) => void) => void): Promis
         Error.stackTraceLimit = 50;
         const stack = new Error().stack ?? '';
         Error.stackTraceLimit = limit;
-        if (/src[\\/]pool\.ts|generic-pool/.test(stack)) n++;
+        if (/src[\\/][\w-]+\.ts/.test(stack)) n++;
       },
     });
     hook.enable();
@@ -79,11 +79,13 @@ test('a hot pool pays nothing for validation: no ping, no timer, no promise per 
 });
 
 test('past the skip window a checkout is validated once, then the pool is hot again', async () => {
-  const p = pool({ connectionLimit: 1, validationSkipWindow: 50 });
+  // A window wide enough that no gap between a release and the next checkout of the hot loop
+  // reaches it, even on a loaded machine.
+  const p = pool({ connectionLimit: 1, validationSkipWindow: 300 });
   (await getConn(p)).release();
   const v0 = p.stats().validations;
   // Idling past the window is the point of this test: a timed wait, not a synchronisation.
-  await new Promise((r) => setTimeout(r, 120));
+  await new Promise((r) => setTimeout(r, 400));
   await new Promise<void>((resolve, reject) =>
     hotLoop(p, 20, [], (err) => (err ? reject(err) : resolve())),
   );
@@ -169,7 +171,8 @@ test('acquireTimeout fails a parked caller; one timer serves every waiter', asyn
   for (const r of results) {
     assert.ok(r.err instanceof PoolError, `expected a PoolError, got ${String(r.err)}`);
     assert.equal((r.err as PoolError).code, 'POOL_ACQUIRE_TIMEOUT');
-    assert.ok(r.ms >= 290 && r.ms < 900, `timed out after ${r.ms} ms (acquireTimeout 300)`);
+    // Never early; how late a timer fires on a loaded machine is the bench's business.
+    assert.ok(r.ms >= 290, `timed out after ${r.ms} ms (acquireTimeout 300)`);
   }
   assert.equal(p.stats().acquireTimeouts, 20);
   // The connection still serves callers once it comes back.
@@ -206,17 +209,11 @@ test('end() fails parked callers with POOL_CLOSED', async () => {
   assert.deepEqual(await Promise.all(outcomes), ['POOL_CLOSED', 'POOL_CLOSED', 'POOL_CLOSED']);
 });
 
-test('the generic-pool 3.9.0 internals the hot path drives exist', async () => {
-  const genericPool = (await import('generic-pool')) as unknown as {
-    Pool: { prototype: Record<string, unknown> };
-  };
-  for (const name of ['_addPooledResourceToAvailableObjects', '_dispense', 'release']) {
-    assert.equal(typeof genericPool.Pool.prototype[name], 'function', name);
-  }
+test('after a hot checkout and release the books agree: one connection, idle', async () => {
   const p = pool({ connectionLimit: 1 });
+  (await getConn(p)).release();
   const conn = await getConn(p);
   conn.release();
-  // After a release through the hot path the connection is idle in generic-pool's books.
   assert.deepEqual(
     { total: p.state().total, idle: p.state().idle, active: p.state().active },
     { total: 1, idle: 1, active: 0 },

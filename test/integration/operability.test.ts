@@ -124,7 +124,8 @@ describe('stats() and events', () => {
     );
     const [payload] = await event;
     assert.equal((err as PoolError).code, 'POOL_ACQUIRE_TIMEOUT');
-    assert.ok(payload.waitedMs >= 190 && payload.waitedMs < 3 * 200, `waited ${payload.waitedMs}`);
+    // Only the lower bound is asserted: a loaded machine may fire the timer late, never early.
+    assert.ok(payload.waitedMs >= 190, `waited ${payload.waitedMs}`);
     assert.deepEqual(payload.poolState, {
       total: 1,
       active: 1,
@@ -305,9 +306,19 @@ describe('healthCheck()', () => {
 
   test('an idle connection is pinged, nothing is opened', async () => {
     const p = pool({ name: 'hc-idle' });
-    (await getConn(p)).release();
+    const conn = await getConn(p);
+    // Counts the COM_PINGs this very connection sends (a spy on the instance, nothing else).
+    let pings = 0;
+    const ping = conn.ping.bind(conn);
+    conn.ping = ((...args: Parameters<typeof conn.ping>) => {
+      pings++;
+      return ping(...args);
+    }) as typeof conn.ping;
+    conn.release();
     await p.healthCheck();
+    assert.equal(pings, 1, 'the first check pinged the idle connection');
     await p.healthCheck();
+    assert.equal(pings, 2, 'and so did the second');
     const s = p.stats();
     assert.equal(s.created, 1);
     assert.equal(s.validations, 0);
@@ -351,8 +362,10 @@ describe('healthCheck()', () => {
     );
     assert.ok(err instanceof PoolError, String(err));
     assert.equal(err.code, 'HEALTH_CHECK_FAILED');
+    // The verdict of step 3 (after validationTimeout), not the overall budget running out.
     assert.match(err.message, /hc-busy: health check failed: no connection free to ping/);
-    assert.ok(Date.now() - started < 3 * 200, 'bounded by validationTimeout');
+    assert.doesNotMatch(err.message, /no verdict within/);
+    assert.ok(Date.now() - started >= 190, 'it waited validationTimeout for a release first');
     assert.deepEqual((err as PoolError & { poolState: unknown }).poolState, {
       total: 1,
       active: 1,

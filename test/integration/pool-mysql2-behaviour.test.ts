@@ -210,6 +210,52 @@ describe('callback pool', () => {
     c.release();
   });
 
+  test("a checked-out connection carries exactly the 'error' and 'end' listeners mysql2's pool gives it, before and after queries", async () => {
+    const counts = async (p: {
+      getConnection(cb: (e: unknown, c: PoolConnection) => void): void;
+      query(sql: string, cb: (e: unknown) => void): unknown;
+    }): Promise<number[][]> => {
+      const take = (): Promise<PoolConnection> =>
+        new Promise((resolve, reject) =>
+          p.getConnection((e, c) => (e ? reject(e as Error) : resolve(c))),
+        );
+      const of = (c: PoolConnection): number[] => [
+        c.listenerCount('error'),
+        c.listenerCount('end'),
+      ];
+      const seen: number[][] = [];
+      const c = await take();
+      seen.push(of(c)); // fresh
+      await q(c, 'SELECT 1');
+      await new Promise<void>((resolve, reject) =>
+        c.execute('SELECT ?', [1], (e) => (e ? reject(e) : resolve())),
+      );
+      const streamed = c.query('SELECT 1 AS n').stream();
+      for await (const row of streamed) void row;
+      seen.push(of(c)); // after queries on it
+      c.release();
+      // One-shot queries through the pool use it in between.
+      for (let i = 0; i < 3; i++) {
+        await new Promise<void>((resolve, reject) =>
+          p.query('SELECT 1', (e) => (e ? reject(e as Error) : resolve())),
+        );
+      }
+      const again = await take();
+      assert.equal(again, c, 'the same connection, reused');
+      seen.push(of(again)); // checked out again
+      again.release();
+      return seen;
+    };
+    const theirs = mysql.createPool({ ...dbOptions(), connectionLimit: 1 });
+    try {
+      const expected = await counts(theirs as never);
+      assert.deepEqual(expected[0], [1, 1], "mysql2's PoolConnection: one of each");
+      assert.deepEqual(await counts(pool({ connectionLimit: 1 }) as never), expected);
+    } finally {
+      await new Promise<void>((r) => theirs.end(() => r()));
+    }
+  });
+
   test('escape, escapeId and format behave like mysql2', () => {
     const p = pool();
     assert.equal(p.escape("it's"), mysql.escape("it's"));

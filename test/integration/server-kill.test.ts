@@ -51,9 +51,15 @@ test('KILLed idle connections leave the pool at once and callers never see them'
     const results = await pool.promise().query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
     assert.ok(!ids.includes(Number(results[0][0]!.id)));
     const all = await Promise.all(
-      [1, 2, 3].map(() => pool.promise().query<RowDataPacket[]>('SELECT SLEEP(0.05) AS s')),
+      [1, 2, 3].map(() =>
+        pool.promise().query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id, SLEEP(0.05) AS s'),
+      ),
     );
-    assert.equal(all.length, 3);
+    const served = all.map(([rows]) => rows[0]!);
+    for (const row of served) assert.equal(Number(row.s), 0, 'the SLEEP ran to its end');
+    const servedIds = served.map((row) => Number(row.id));
+    assert.equal(new Set(servedIds).size, 3, 'three callers at once, on three connections');
+    for (const id of servedIds) assert.ok(!ids.includes(id), `thread ${id} was killed`);
   } finally {
     await new Promise<void>((r) => pool.end(() => r()));
   }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
+import { once } from 'node:events';
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import type { PoolConnection, RowDataPacket } from 'mysql2';
 import { createPool } from '../../src/index.js';
@@ -170,6 +171,16 @@ describe('mysql2 tracing channels through the pool', () => {
     // wait_timeout read happened on this very connection. SHOW STATUS is not a SELECT.
     const before = await q(a, "SHOW SESSION STATUS LIKE 'Com_select'");
     assert.equal(Number(before[0]!.Value), 1, 'the pool read wait_timeout with one SELECT');
+    // Counts the resets that completed without error (a spy on the instances, nothing else).
+    let resets = 0;
+    for (const conn of [a, b]) {
+      const reset = conn.reset.bind(conn);
+      conn.reset = ((cb: (err: unknown) => void) =>
+        reset((err: unknown) => {
+          if (!err) resets++;
+          cb(err);
+        })) as typeof conn.reset;
+    }
     a.release();
     b.release();
     // Idle long enough for the idle pings to come round (a timed wait on purpose: the pings are
@@ -177,7 +188,12 @@ describe('mysql2 tracing channels through the pool', () => {
     await new Promise((r) => setTimeout(r, 1600));
     const c = await getConn(p); // validated with a ping
     await q(c, 'SELECT 20 AS twenty');
+    const released = once(p, 'release');
     c.release();
+    // A released connection no longer holds the process, reset or not: the test does meanwhile.
+    const holdProcess = setInterval(() => {}, 1000);
+    await released.finally(() => clearInterval(holdProcess)); // emitted once the reset is done
+    assert.equal(resets, 3, 'every release was reset: a, b, then c');
 
     const s = p.stats();
     assert.ok(s.idlePings >= 1, `idle pings ran (${s.idlePings})`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createBackoffMs } from '../../src/pool.js';
+import { createBackoffMs } from '../../src/connections.js';
 
 test('no back-off before the first failure or after a success', () => {
   assert.equal(createBackoffMs(0, 0), 0);

@@ -9,6 +9,18 @@ import {
   SECRET_OPTIONS,
   type PoolErrorCode,
 } from '../../src/errors.js';
+import { resolveConfig } from '../../src/config.js';
+
+/** The ConfigError `fn` throws (fails the test when it throws nothing else). */
+function caught(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error;
+  }
+  assert.fail('expected a ConfigError');
+}
 
 describe('PoolError', () => {
   it('is an Error with a stable code and the library prefix', () => {
@@ -131,9 +143,17 @@ describe('ConfigError', () => {
     ]);
   });
 
-  it('has envVar undefined for explicit options', () => {
-    const err = make({ envVar: undefined, source: 'option' });
-    assert.equal(err.envVar, undefined);
+  it('has envVar undefined for explicit options, set for environment variables', () => {
+    const fromOption = caught(() => resolveConfig({ idlePingInterval: 'soon' as never }, {}));
+    assert.equal(fromOption.option, 'idlePingInterval');
+    assert.equal(fromOption.source, 'option');
+    assert.equal(fromOption.envVar, undefined);
+    assert.doesNotMatch(fromOption.message, /MYSQL_/, 'an option error names no variable');
+    const fromEnv = caught(() => resolveConfig({}, { MYSQL_IDLE_PING_INTERVAL: 'soon' }));
+    assert.equal(fromEnv.option, 'idlePingInterval');
+    assert.equal(fromEnv.source, 'env');
+    assert.equal(fromEnv.envVar, 'MYSQL_IDLE_PING_INTERVAL');
+    assert.match(fromEnv.message, /MYSQL_IDLE_PING_INTERVAL/);
   });
 
   it('never carries a password value, whatever the caller passes', () => {

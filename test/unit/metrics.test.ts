@@ -14,7 +14,7 @@ import {
 } from '../../src/metrics.js';
 import type { MetricsSource } from '../../src/metrics.js';
 import { PoolError } from '../../src/errors.js';
-import type { PoolStats } from '../../src/pool.js';
+import type { PoolStats } from '../../src/stats.js';
 import type { DeadReason } from '../../src/health.js';
 
 const REASONS: DeadReason[] = [

@@ -1,0 +1,384 @@
+/**
+ * Checkout and return: what happens between `getConnection` and the caller's callback.
+ *
+ * One idle stack (LIFO, as mysql2: the most recently released connection goes out first, so a hot
+ * pool stays inside the validation skip window), one FIFO of waiting callers, one acquire timer.
+ * Every checkout takes the same path: an idle connection meets the health verdict in
+ * `#serve` and is lent at once (used within the skip window: no waiter, timer or promise),
+ * validated with a ping first (`#validateFor`), or discarded; a caller
+ * with no idle connection to take waits in the FIFO, for a release or a new connection.
+ *
+ * Timer owned here: the acquire timer, armed for the oldest waiter only (waiters time out in
+ * arrival order) and cleared when nobody waits. It is not unref'd: a caller waiting for a
+ * connection is work in progress, like a pending request.
+ */
+import { AsyncResource } from 'node:async_hooks';
+import type { EventEmitter } from 'node:events';
+import type { PoolConnection } from 'mysql2';
+import type { ResolvedConfig } from './config.js';
+import { PoolError } from './errors.js';
+import type { ConnectionRecord } from './health.js';
+import { LEND, VALIDATE } from './health-monitor.js';
+import type { CheckoutVerdict } from './health-monitor.js';
+import { holdsProcess, setReleased } from './mysql2-parts.js';
+import type { AcquireTimeoutEvent, Counters, PoolState } from './stats.js';
+
+/** A getConnection callback. */
+export type CheckoutCallback = (err: Error | null, conn?: PoolConnection) => void;
+
+/** A caller of getConnection who is not served at once. */
+interface Waiter {
+  readonly callback: CheckoutCallback;
+  /** The caller's async context, saved at getConnection: its callback runs in it, wherever the
+   * connection comes from (a release, a socket, a ping answer). */
+  readonly scope: AsyncResource;
+  readonly enqueuedAt: number;
+  /** The caller's stack, captured at getConnection (only when leak detection is on). */
+  readonly stack: string | undefined;
+  prev: Waiter | null;
+  next: Waiter | null;
+  /** A connection is being validated for this waiter. */
+  checking: boolean;
+  settled: boolean;
+}
+
+/** What the checkout needs from the rest of the pool. */
+export interface CheckoutParts {
+  /** Health (health-monitor.ts): may this idle connection be lent as it is? */
+  verdict(rec: ConnectionRecord, now: number): CheckoutVerdict;
+  /** Health: the checkout ping of a VALIDATE verdict; never rejects. */
+  validate(rec: ConnectionRecord): Promise<boolean>;
+  /** Health: a connection was lent (leak detection). */
+  lent(rec: ConnectionRecord, stack: string | undefined): void;
+  /** Lifecycle (connections.ts). */
+  canOpen(): boolean;
+  opening(): number;
+  open(): void;
+  destroy(rec: ConnectionRecord): void;
+  /** The pool. */
+  closed(): boolean;
+  state(): PoolState;
+  recentCreateError(): unknown;
+}
+
+export class Checkout {
+  /** Idle connections, least recently released first: checkout pops the last. */
+  readonly #idle: ConnectionRecord[] = [];
+  /** Waiting callers in arrival order (a doubly linked list through the waiters). */
+  #first: Waiter | null = null;
+  #last: Waiter | null = null;
+  #waiting = 0;
+  /** Waiters with a validation in progress for them. */
+  #checking = 0;
+  #acquireTimer: NodeJS.Timeout | null = null;
+  #dispatching = false;
+  #dispatchAgain = false;
+  readonly #pool: EventEmitter;
+  readonly #options: ResolvedConfig;
+  readonly #counters: Counters;
+  readonly #parts: CheckoutParts;
+
+  constructor(
+    pool: EventEmitter,
+    options: ResolvedConfig,
+    counters: Counters,
+    parts: CheckoutParts,
+  ) {
+    this.#pool = pool;
+    this.#options = options;
+    this.#counters = counters;
+    this.#parts = parts;
+  }
+
+  /** Callers waiting for a connection. */
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /** Idle connections, least recently released first. */
+  idle(): readonly ConnectionRecord[] {
+    return this.#idle;
+  }
+
+  /** getConnection: the one path from a caller to its callback. `stack` is the caller's, when
+   * leak detection wants it. */
+  acquire(callback: CheckoutCallback, stack: string | undefined): void {
+    if (this.#first === null) {
+      const rec = this.#idle.pop();
+      if (rec !== undefined) {
+        this.#serve(rec, null, callback, stack);
+        return;
+      }
+    }
+    if (this.#idle.length === 0 && !this.#parts.canOpen()) {
+      if (!this.#options.waitForConnections) {
+        process.nextTick(
+          callback,
+          new PoolError('POOL_NO_CONNECTIONS', 'No connections available.', {
+            details: { poolState: this.#parts.state() },
+          }),
+        );
+        return;
+      }
+      // As in mysql2, a caller for whom a connection is being opened is not in the queue: only
+      // waiters beyond the connection attempts in progress count against queueLimit. (With the
+      // database down every caller waits on an attempt; counting them all would refuse one more
+      // caller than mysql2 does.)
+      const queueLimit = this.#options.queueLimit;
+      if (queueLimit > 0 && this.#waiting - this.#parts.opening() >= queueLimit) {
+        process.nextTick(
+          callback,
+          new PoolError('POOL_QUEUE_LIMIT', 'Queue limit reached.', {
+            details: { poolState: this.#parts.state() },
+          }),
+        );
+        return;
+      }
+      this.#pool.emit('enqueue');
+    }
+    this.#enqueue(callback, stack);
+    this.dispatch();
+  }
+
+  /**
+   * The step between an idle connection and a caller (`waiter`, or the caller of `acquire` when
+   * nobody waits ahead of it): lend it at once, validate it first, or discard it and look again.
+   */
+  #serve(
+    rec: ConnectionRecord,
+    waiter: Waiter | null,
+    callback: CheckoutCallback,
+    stack: string | undefined,
+  ): void {
+    const now = Date.now();
+    const verdict = this.#parts.verdict(rec, now);
+    if (verdict === LEND) {
+      this.#lend(rec, now, stack);
+      // nextTick, as mysql2 does: the callback never runs inside getConnection or a release.
+      if (waiter === null) process.nextTick(callback, null, rec.conn);
+      else this.#settle(waiter, null, rec.conn);
+      return;
+    }
+    const w = waiter ?? this.#enqueue(callback, stack);
+    if (verdict === VALIDATE) {
+      this.#validateFor(w, rec);
+      return;
+    }
+    this.#parts.destroy(rec);
+    this.dispatch();
+  }
+
+  /**
+   * A connection that must prove it is alive before `waiter` gets it: the checkout ping, under
+   * `validationTimeout`. The one place where a caller waits on a ping (a hedge, opening a fresh
+   * connection in parallel when the ping is slow, would start here). Alive: it goes to the waiter (or, if the waiter has given up meanwhile,
+   * to the next one). Dead: it is closed and the waiter looks again, first in line.
+   */
+  #validateFor(waiter: Waiter, rec: ConnectionRecord): void {
+    waiter.checking = true;
+    this.#checking++;
+    void this.#parts.validate(rec).then((alive) => {
+      if (waiter.checking) {
+        waiter.checking = false;
+        this.#checking--;
+      }
+      if (this.#parts.closed()) return;
+      if (!alive) {
+        this.#parts.destroy(rec);
+        this.dispatch();
+      } else if (waiter.settled) {
+        holdsProcess(rec.conn, false);
+        this.offer(rec);
+      } else {
+        this.#lend(rec, Date.now(), waiter.stack);
+        this.#settle(waiter, null, rec.conn);
+      }
+    });
+  }
+
+  /** A connection free for use (new, or validated for a caller who has gone): the first waiter
+   * in need gets it, else it goes on the idle stack. */
+  offer(rec: ConnectionRecord): void {
+    if (this.#parts.closed()) return;
+    const w = this.#firstInNeed();
+    if (w !== null) this.#serve(rec, w, w.callback, w.stack);
+    else this.#idle.push(rec);
+  }
+
+  /** A released healthy connection. */
+  giveBack(rec: ConnectionRecord): void {
+    this.#pool.emit('release', rec.conn);
+    this.offer(rec);
+  }
+
+  /** Idle connections first, then new ones within connectionLimit, for the waiters in need, in
+   * arrival order. Safe to call at any time (a nested call runs once the current one ends). */
+  dispatch(): void {
+    if (this.#dispatching) {
+      this.#dispatchAgain = true;
+      return;
+    }
+    this.#dispatching = true;
+    try {
+      do {
+        this.#dispatchAgain = false;
+        if (this.#parts.closed()) return;
+        for (let w = this.#firstInNeed(); w !== null; w = this.#firstInNeed()) {
+          const rec = this.#idle.pop();
+          if (rec === undefined) break;
+          this.#serve(rec, w, w.callback, w.stack);
+        }
+        // One attempt per waiter in need that no attempt in progress will serve.
+        let uncovered = this.#waiting - this.#checking - this.#parts.opening();
+        while (uncovered-- > 0 && this.#parts.canOpen()) this.#parts.open();
+      } while (this.#dispatchAgain);
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  /** Closes the idle connections that were marked dead or retired. */
+  evictOutOfService(): void {
+    if (this.#parts.closed()) return;
+    const idle = this.#idle;
+    const out: ConnectionRecord[] = [];
+    let kept = 0;
+    for (const rec of idle) {
+      if (rec.outOfService) out.push(rec);
+      else idle[kept++] = rec;
+    }
+    idle.length = kept;
+    for (const rec of out) this.#parts.destroy(rec);
+  }
+
+  /** A connection attempt failed: the oldest waiter in need gets its error (the database is down:
+   * fail fast); the others keep their attempts, or get new ones after the back-off. */
+  openFailed(error: unknown): void {
+    const w = this.#firstInNeed();
+    if (w !== null) {
+      const err = error instanceof Error ? error : new Error(String(error));
+      try {
+        (err as Error & { poolState?: PoolState }).poolState = this.#parts.state();
+      } catch {
+        /* frozen error objects are passed as they are */
+      }
+      this.#settle(w, err);
+    }
+    this.dispatch();
+  }
+
+  /** end(): every waiter fails with `error()`, the timer goes, the idle stack is emptied. */
+  close(error: () => Error): void {
+    while (this.#first !== null) this.#settle(this.#first, error());
+    this.#disarmAcquireTimer();
+    this.#idle.length = 0;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Marks a connection as borrowed by a caller. */
+  #lend(rec: ConnectionRecord, now: number, stack: string | undefined): void {
+    const conn = rec.conn;
+    rec.borrowed = true;
+    rec.borrowedAt = now;
+    holdsProcess(conn, true);
+    setReleased(conn, false);
+    this.#counters.acquires++;
+    this.#parts.lent(rec, stack);
+    this.#pool.emit('acquire', conn);
+  }
+
+  #enqueue(callback: CheckoutCallback, stack: string | undefined): Waiter {
+    const w: Waiter = {
+      callback,
+      // Saved now, in the caller's async context: the releaser's, the socket's are the wrong ones.
+      scope: new AsyncResource('mysql2-keepalive-pool:waiter'),
+      enqueuedAt: Date.now(),
+      stack,
+      prev: this.#last,
+      next: null,
+      checking: false,
+      settled: false,
+    };
+    if (this.#last === null) this.#first = w;
+    else this.#last.next = w;
+    this.#last = w;
+    this.#waiting++;
+    this.#armAcquireTimer();
+    return w;
+  }
+
+  /** The oldest waiter without a validation in progress for it. */
+  #firstInNeed(): Waiter | null {
+    let w = this.#first;
+    while (w !== null && w.checking) w = w.next;
+    return w;
+  }
+
+  #settle(w: Waiter, err: Error | null, conn?: PoolConnection): void {
+    if (w.settled) return;
+    w.settled = true;
+    if (w.checking) {
+      w.checking = false;
+      this.#checking--;
+    }
+    if (w.prev === null) this.#first = w.next;
+    else w.prev.next = w.next;
+    if (w.next === null) this.#last = w.prev;
+    else w.next.prev = w.prev;
+    w.prev = w.next = null;
+    if (--this.#waiting === 0) this.#disarmAcquireTimer();
+    // nextTick, as mysql2 does: a throwing callback is an uncaught exception, never an unhandled
+    // rejection of a promise chain.
+    process.nextTick(runInScope, w, err, conn);
+  }
+
+  /** Arms the acquire timer for the oldest waiter, unless armed. */
+  #armAcquireTimer(): void {
+    const timeout = this.#options.acquireTimeout;
+    if (timeout <= 0 || this.#acquireTimer !== null || this.#first === null) return;
+    const due = Math.max(1, this.#first.enqueuedAt + timeout - Date.now());
+    this.#acquireTimer = setTimeout(this.#onAcquireTimer, due);
+  }
+
+  #disarmAcquireTimer(): void {
+    if (this.#acquireTimer === null) return;
+    clearTimeout(this.#acquireTimer);
+    this.#acquireTimer = null;
+  }
+
+  /** Times out every waiter whose acquireTimeout is up, then re-arms for the next one. */
+  readonly #onAcquireTimer = (): void => {
+    this.#acquireTimer = null;
+    const timeout = this.#options.acquireTimeout;
+    const now = Date.now();
+    while (this.#first !== null && now - this.#first.enqueuedAt >= timeout) {
+      this.#timeOut(this.#first, now);
+    }
+    this.#armAcquireTimer();
+  };
+
+  #timeOut(w: Waiter, now: number): void {
+    this.#counters.acquireTimeouts++;
+    const state = this.#parts.state();
+    const cause = this.#parts.recentCreateError();
+    const waited = now - w.enqueuedAt;
+    const err = new PoolError(
+      'POOL_ACQUIRE_TIMEOUT',
+      `${this.#options.name}: no connection available within acquireTimeout=${this.#options.acquireTimeout} ms ` +
+        `(total=${state.total}, active=${state.active}, idle=${state.idle}, waiting=${state.waiting})` +
+        (cause ? `; last connection attempt failed: ${(cause as Error).message}` : ''),
+      { cause: cause ?? undefined, details: { poolState: state, waitedMs: waited } },
+    );
+    this.#pool.emit('acquireTimeout', {
+      waitedMs: waited,
+      poolState: state,
+    } satisfies AcquireTimeoutEvent);
+    this.#settle(w, err);
+  }
+}
+
+/** Runs a waiter's callback in the async context of its getConnection call. */
+function runInScope(w: Waiter, err: Error | null, conn?: PoolConnection): void {
+  w.scope.runInAsyncScope(w.callback, null, err, conn);
+}
