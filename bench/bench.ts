@@ -2,9 +2,10 @@
  * `npm run bench`: this pool against mysql2's createPool and the mariadb package's pool, in one
  * process run, in alternating rounds so that machine drift hits every peer alike.
  *
- *   throughput  SELECT 1 via pool.query and pool.execute at several concurrencies; the headline
- *               is the per-round ratio to mysql2 (peers of one cell run back to back), its median
- *               and spread over the rounds
+ *   throughput  SELECT 1 via pool.query and pool.execute at several concurrencies, through the
+ *               callback and the promise API, this pool from its CommonJS and its ESM bundle;
+ *               the headline is the per-round ratio to mysql2 (peers of one cell run back to
+ *               back), its median and spread over the rounds, for throughput and client CPU
  *   checkout    getConnection → release latency, hot loop (inside the validation skip window)
  *               and sparse (each checkout after the window: the pool validates)
  *   memory      heap and RSS after N queries and per idle connection, one fresh process per peer
@@ -87,7 +88,7 @@ const DEFAULTS: Settings = {
   formats: [...FORMATS],
   methods: ['query', 'execute'],
   concurrency: [8, 32, 128],
-  connectionLimit: 10,
+  connectionLimit: 8,
   rounds: 5,
   durationMs: 1000,
   warmupMs: 1000,
@@ -628,9 +629,9 @@ function printReport(res: BenchResult): void {
       const cols = shown.map((p) => {
         const v = c.cpuUsPerQuery[p];
         const g = c.gcUsPerQuery[p];
-        if (!v) return '-'.padStart(24);
+        if (!v) return '-'.padStart(26);
         return `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}] (${g ? g.median.toFixed(1) : '-'})`.padStart(
-          24,
+          26,
         );
       });
       const ratios = shown

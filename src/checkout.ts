@@ -137,6 +137,9 @@ export class Checkout {
         return;
       }
       this.#pool.emit('enqueue');
+      // Nothing idle, no room: a release or a closed slot will serve it.
+      this.#enqueue(callback, stack, scope);
+      return;
     }
     this.#enqueue(callback, stack, scope);
     this.dispatch();
