@@ -17,5 +17,6 @@ export default defineConfig({
   // code, or `PoolError` from 'mysql2-keepalive-pool/promise' would not be the class exported by
   // 'mysql2-keepalive-pool' and `instanceof` would fail across them.
   splitting: true,
+  treeshake: true,
   shims: true,
 });

@@ -2,9 +2,10 @@
  * `npm run bench`: this pool against mysql2's createPool and the mariadb package's pool, in one
  * process run, in alternating rounds so that machine drift hits every peer alike.
  *
- *   throughput  SELECT 1 via pool.query and pool.execute at several concurrencies; the headline
- *               is the per-round ratio to mysql2 (peers of one cell run back to back), its median
- *               and spread over the rounds
+ *   throughput  SELECT 1 via pool.query and pool.execute at several concurrencies, through the
+ *               callback and the promise API, this pool from its CommonJS and its ESM bundle;
+ *               the headline is the per-round ratio to mysql2 (peers of one cell run back to
+ *               back), its median and spread over the rounds, for throughput and client CPU
  *   checkout    getConnection → release latency, hot loop (inside the validation skip window)
  *               and sparse (each checkout after the window: the pool validates)
  *   memory      heap and RSS after N queries and per idle connection, one fresh process per peer
@@ -22,12 +23,22 @@ import type { DbOptions } from '../test/support/db.js';
 import { runInNs } from '../test/support/ns-run.js';
 import type { RigMode } from '../test/support/rig.js';
 import { resolveConfig } from '../src/config.js';
-import { buildPool } from './build.js';
+import { buildPackage } from './build.js';
 import { checkoutSamples, fill, gcTotals, throughputCell } from './measure.js';
 import type { Method } from './measure.js';
 import type { MemoryResult } from './memory-child.js';
-import { createPeer, peerVersions, PEERS, useKeepaliveModule } from './peers.js';
-import type { PeerName, PeerPool } from './peers.js';
+import {
+  APIS,
+  createPeer,
+  createVariant,
+  FORMATS,
+  loadKeepaliveVariants,
+  peerVersions,
+  PEERS,
+  useKeepaliveModule,
+  variantsFor,
+} from './peers.js';
+import type { Api, ModuleFormat, PeerName, PeerPool, VariantName } from './peers.js';
 import { runRecovery } from './recovery.js';
 import type { RecoveryReport } from './recovery.js';
 import { latencySummary, round, spread } from './stats.js';
@@ -42,6 +53,10 @@ export interface Settings {
   source: 'build' | 'tsx';
   sections: Section[];
   peers: PeerName[];
+  /** Throughput through mysql2's callback API, its promise API, or both. */
+  apis: Api[];
+  /** This pool's module formats in the throughput section: require() of CJS, import of ESM. */
+  formats: ModuleFormat[];
   methods: Method[];
   concurrency: number[];
   connectionLimit: number;
@@ -69,11 +84,13 @@ const DEFAULTS: Settings = {
   source: 'build',
   sections: [...SECTIONS],
   peers: [...PEERS],
+  apis: [...APIS],
+  formats: [...FORMATS],
   methods: ['query', 'execute'],
-  concurrency: [1, 8, 32, 128],
-  connectionLimit: 10,
+  concurrency: [8, 32, 128],
+  connectionLimit: 8,
   rounds: 5,
-  durationMs: 1500,
+  durationMs: 1000,
   warmupMs: 1000,
   checkoutSamples: 5000,
   validationSamples: 100,
@@ -109,7 +126,17 @@ const SMOKE: Partial<Settings> = {
 };
 
 type Kind =
-  'int' | 'number' | 'list-int' | 'string' | 'source' | 'sections' | 'peers' | 'methods' | 'modes';
+  | 'int'
+  | 'number'
+  | 'list-int'
+  | 'string'
+  | 'source'
+  | 'sections'
+  | 'peers'
+  | 'apis'
+  | 'formats'
+  | 'methods'
+  | 'modes';
 const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> = {
   '--source': {
     key: 'source',
@@ -118,6 +145,12 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
   },
   '--sections': { key: 'sections', kind: 'sections', help: `subset of ${SECTIONS.join(',')}` },
   '--peers': { key: 'peers', kind: 'peers', help: `subset of ${PEERS.join(',')}` },
+  '--apis': { key: 'apis', kind: 'apis', help: 'throughput through callback,promise' },
+  '--formats': {
+    key: 'formats',
+    kind: 'formats',
+    help: "this pool's module formats in the throughput section: cjs,esm",
+  },
   '--methods': { key: 'methods', kind: 'methods', help: 'subset of query,execute' },
   '--concurrency': { key: 'concurrency', kind: 'list-int', help: 'e.g. 1,8,32,128' },
   '--connection-limit': {
@@ -250,6 +283,12 @@ export function parseArgs(argv: string[]): Settings {
       case 'peers':
         set[spec.key] = parseList(flag, v, PEERS);
         break;
+      case 'apis':
+        set[spec.key] = parseList(flag, v, APIS);
+        break;
+      case 'formats':
+        set[spec.key] = parseList(flag, v, FORMATS);
+        break;
       case 'methods':
         set[spec.key] = parseList(flag, v, ['query', 'execute'] as const);
         break;
@@ -285,85 +324,113 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 // Sections
 
 export interface ThroughputCell {
+  api: Api;
   method: Method;
   concurrency: number;
-  /** Queries per second per round. */
-  qps: Partial<Record<PeerName, Spread>>;
-  /** Per-round qps(peer) / qps(mysql2) of the same round. */
-  ratioToMysql2: Partial<Record<PeerName, Spread>>;
+  /** Queries per second per round, by variant (`keepalive` is the CommonJS bundle). */
+  qps: Partial<Record<VariantName, Spread>>;
+  /** Per-round qps(variant) / qps(mysql2) of the same round and API. */
+  ratioToMysql2: Partial<Record<VariantName, Spread>>;
   /** This process's CPU time per query, µs, per round: the client-side cost. */
-  cpuUsPerQuery: Partial<Record<PeerName, Spread>>;
+  cpuUsPerQuery: Partial<Record<VariantName, Spread>>;
+  /** Per-round cpu(variant) / cpu(mysql2) of the same round and API. */
+  cpuRatioToMysql2: Partial<Record<VariantName, Spread>>;
   /** Garbage-collection pause per query, µs, per round (part of the CPU time above). */
-  gcUsPerQuery: Partial<Record<PeerName, Spread>>;
+  gcUsPerQuery: Partial<Record<VariantName, Spread>>;
 }
 
-async function throughput(s: Settings, pools: Map<PeerName, PeerPool>): Promise<ThroughputCell[]> {
-  const peers = [...pools.keys()];
-  log(`throughput: warming up ${peers.join(', ')}`);
-  for (const [, pool] of pools) {
-    await fill(pool, s.connectionLimit);
-    for (const method of s.methods) await throughputCell(pool, method, 32, s.warmupMs);
-  }
+/**
+ * Every (API, method, concurrency) cell runs each variant back to back, `durationMs` each, in
+ * rounds whose variant order rotates: the variants of one round ran seconds apart, so their ratio
+ * is a paired measurement on a machine whose load drifts.
+ */
+async function throughput(s: Settings, db: DbOptions): Promise<ThroughputCell[]> {
+  const pools = new Map<string, PeerPool>();
+  const key = (api: Api, v: VariantName): string => `${api}/${v}`;
   const cells: Array<{
+    api: Api;
     method: Method;
     concurrency: number;
-    qps: Map<PeerName, number[]>;
-    cpu: Map<PeerName, number[]>;
-    gc: Map<PeerName, number[]>;
+    variants: VariantName[];
+    qps: Map<VariantName, number[]>;
+    cpu: Map<VariantName, number[]>;
+    gc: Map<VariantName, number[]>;
   }> = [];
-  for (const method of s.methods) {
-    for (const concurrency of s.concurrency) {
-      cells.push({
-        method,
-        concurrency,
-        qps: new Map(peers.map((p) => [p, []])),
-        cpu: new Map(peers.map((p) => [p, []])),
-        gc: new Map(peers.map((p) => [p, []])),
-      });
-    }
-  }
-  for (let r = 0; r < s.rounds; r++) {
-    log(`throughput: round ${r + 1}/${s.rounds}`);
-    for (const [ci, cell] of cells.entries()) {
-      for (const peer of rotate(peers, r + ci)) {
-        const gc0 = gcTotals();
-        const res = await throughputCell(
-          pools.get(peer)!,
-          cell.method,
-          cell.concurrency,
-          s.durationMs,
-        );
-        cell.qps.get(peer)!.push(res.qps);
-        cell.cpu.get(peer)!.push(res.cpuUsPerQuery);
-        // GC entries reach the observer asynchronously: let them in before reading.
-        await new Promise((resolve) => setImmediate(resolve));
-        const gc1 = gcTotals();
-        cell.gc
-          .get(peer)!
-          .push(((gc1.minor + gc1.major - gc0.minor - gc0.major) * 1000) / res.count);
+  try {
+    for (const api of s.apis) {
+      const variants = variantsFor(api, s.peers, s.formats);
+      log(`throughput: warming up ${variants.join(', ')} (${api} API)`);
+      for (const v of variants) {
+        const pool = createVariant(v, api, { db, connectionLimit: s.connectionLimit });
+        pools.set(key(api, v), pool);
+        await fill(pool, s.connectionLimit);
+        for (const method of s.methods) await throughputCell(pool, method, 32, s.warmupMs);
+      }
+      for (const method of s.methods) {
+        for (const concurrency of s.concurrency) {
+          cells.push({
+            api,
+            method,
+            concurrency,
+            variants,
+            qps: new Map(variants.map((p) => [p, []])),
+            cpu: new Map(variants.map((p) => [p, []])),
+            gc: new Map(variants.map((p) => [p, []])),
+          });
+        }
       }
     }
+    for (let r = 0; r < s.rounds; r++) {
+      log(`throughput: round ${r + 1}/${s.rounds}`);
+      for (const [ci, cell] of cells.entries()) {
+        for (const v of rotate(cell.variants, r + ci)) {
+          const gc0 = gcTotals();
+          const res = await throughputCell(
+            pools.get(key(cell.api, v))!,
+            cell.method,
+            cell.concurrency,
+            s.durationMs,
+          );
+          cell.qps.get(v)!.push(res.qps);
+          cell.cpu.get(v)!.push(res.cpuUsPerQuery);
+          // GC entries reach the observer asynchronously: let them in before reading.
+          await new Promise((resolve) => setImmediate(resolve));
+          const gc1 = gcTotals();
+          cell.gc
+            .get(v)!
+            .push(((gc1.minor + gc1.major - gc0.minor - gc0.major) * 1000) / res.count);
+        }
+      }
+    }
+  } finally {
+    await Promise.all([...pools.values()].map((p) => p.end()));
   }
   return cells.map((c) => {
     const base = c.qps.get('mysql2');
+    const baseCpu = c.cpu.get('mysql2');
     const qps: ThroughputCell['qps'] = {};
     const ratio: ThroughputCell['ratioToMysql2'] = {};
     const cpu: ThroughputCell['cpuUsPerQuery'] = {};
+    const cpuRatio: ThroughputCell['cpuRatioToMysql2'] = {};
     const gc: ThroughputCell['gcUsPerQuery'] = {};
-    for (const [peer, values] of c.qps) {
-      qps[peer] = spread(values.map((v) => round(v)));
-      cpu[peer] = spread(c.cpu.get(peer)!.map((v) => round(v, 1)));
-      gc[peer] = spread(c.gc.get(peer)!.map((v) => round(v, 2)));
-      if (base && peer !== 'mysql2') {
-        ratio[peer] = spread(values.map((v, i) => round(v / base[i]!, 4)));
+    for (const [v, values] of c.qps) {
+      const cpuValues = c.cpu.get(v)!;
+      qps[v] = spread(values.map((x) => round(x)));
+      cpu[v] = spread(cpuValues.map((x) => round(x, 2)));
+      gc[v] = spread(c.gc.get(v)!.map((x) => round(x, 2)));
+      if (base && baseCpu && v !== 'mysql2') {
+        ratio[v] = spread(values.map((x, i) => round(x / base[i]!, 4)));
+        cpuRatio[v] = spread(cpuValues.map((x, i) => round(x / baseCpu[i]!, 4)));
       }
     }
     return {
+      api: c.api,
       method: c.method,
       concurrency: c.concurrency,
       qps,
       ratioToMysql2: ratio,
       cpuUsPerQuery: cpu,
+      cpuRatioToMysql2: cpuRatio,
       gcUsPerQuery: gc,
     };
   });
@@ -528,48 +595,49 @@ function printReport(res: BenchResult): void {
   );
   if (res.throughput) {
     const s = res.settings;
+    const variants: VariantName[] = ['keepalive', 'keepalive-esm', 'mysql2', 'mariadb'];
+    const shown = variants.filter((v) => res.throughput!.some((c) => c.qps[v]));
+    const head = (c: ThroughputCell): string =>
+      `${c.api.padEnd(8)} ${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  `;
     log();
     log(
-      `Throughput, ${res.settings.sql}, queries/s: median of ${s.rounds} alternating round(s) of ${s.durationMs} ms [min–max]; connectionLimit ${s.connectionLimit}`,
+      `Throughput, ${res.settings.sql}, queries/s: median of ${s.rounds} alternating round(s) of ${s.durationMs} ms [min–max]; connectionLimit ${s.connectionLimit}; keepalive = CommonJS bundle, keepalive-esm = ESM bundle`,
     );
     log(
-      'method   conc  ' +
-        s.peers.map((p) => p.padStart(26)).join('') +
-        '   vs mysql2 (median [min, max])',
+      'api      method   conc  ' +
+        shown.map((p) => p.padStart(24)).join('') +
+        '   vs mysql2 (median [min, max] of per-round ratios)',
     );
     for (const c of res.throughput) {
-      const cols = s.peers.map((p) => {
+      const cols = shown.map((p) => {
         const q = c.qps[p];
-        return (q ? `${fmt(q.median)} [${fmt(q.min)}–${fmt(q.max)}]` : '-').padStart(26);
+        return (q ? `${fmt(q.median)} [${fmt(q.min)}–${fmt(q.max)}]` : '-').padStart(24);
       });
-      const ratios = s.peers
+      const ratios = shown
         .filter((p) => p !== 'mysql2' && c.ratioToMysql2[p])
         .map((p) => {
           const r = c.ratioToMysql2[p]!;
           return `${p} ${pct(r.median)} [${pct(r.min)}, ${pct(r.max)}]`;
         });
-      log(
-        `${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  ${cols.join('')}   ${ratios.join('; ')}`,
-      );
+      log(`${head(c)}${cols.join('')}   ${ratios.join('; ')}`);
     }
     log();
     log(
-      'Client CPU per query (this process, user + system; of which GC), µs: median [min–max] (GC)',
+      'Client CPU per query (this process, user + system), µs: median [min–max] (GC); vs mysql2: median of per-round ratios',
     );
     for (const c of res.throughput) {
-      const cols = s.peers.map((p) => {
+      const cols = shown.map((p) => {
         const v = c.cpuUsPerQuery[p];
         const g = c.gcUsPerQuery[p];
-        if (v && g) {
-          return `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}] (${g.median.toFixed(1)})`.padStart(
-            26,
-          );
-        }
-        return (
-          v ? `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}]` : '-'
-        ).padStart(26);
+        if (!v) return '-'.padStart(26);
+        return `${v.median.toFixed(1)} [${v.min.toFixed(1)}–${v.max.toFixed(1)}] (${g ? g.median.toFixed(1) : '-'})`.padStart(
+          26,
+        );
       });
-      log(`${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  ${cols.join('')}`);
+      const ratios = shown
+        .filter((p) => p !== 'mysql2' && c.cpuRatioToMysql2[p])
+        .map((p) => `${p} ${pct(c.cpuRatioToMysql2[p]!.median)}`);
+      log(`${head(c)}${cols.join('')}   ${ratios.join('; ')}`);
     }
   }
   if (res.checkout) {
@@ -644,18 +712,18 @@ async function main(): Promise<void> {
     memory: null,
     recovery: null,
   };
-  const bundle = s.source === 'build' ? await buildPool() : null;
+  const build = s.source === 'build' ? await buildPackage() : null;
+  const bundle = build === null ? null : build.index.cjs;
   useKeepaliveModule(bundle);
+  await loadKeepaliveVariants(build);
   const pools = new Map<PeerName, PeerPool>();
   try {
-    if (s.sections.includes('throughput') || s.sections.includes('checkout')) {
-      for (const peer of s.peers) {
-        const pool = createPeer(peer, { db, connectionLimit: s.connectionLimit });
-        pools.set(peer, pool);
-        result.poolSettings[peer] = pool.settings();
-      }
+    for (const peer of s.peers) {
+      const pool = createPeer(peer, { db, connectionLimit: s.connectionLimit });
+      pools.set(peer, pool);
+      result.poolSettings[peer] = pool.settings();
     }
-    if (s.sections.includes('throughput')) result.throughput = await throughput(s, pools);
+    if (s.sections.includes('throughput')) result.throughput = await throughput(s, db);
     if (s.sections.includes('checkout')) result.checkout = await checkout(s, pools, db);
   } finally {
     await Promise.all([...pools.values()].map((p) => p.end()));

@@ -4,7 +4,9 @@
  * `mariadb` package's pool (its callback API, so no peer pays for promises the others skip).
  */
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import mysql from 'mysql2';
+import mysqlPromise from 'mysql2/promise';
 import * as mariadb from 'mariadb/callback';
 import type * as KeepaliveModule from '../src/index.js';
 import type { DbOptions } from '../test/support/db.js';
@@ -125,6 +127,120 @@ export function createPeer(name: PeerName, o: PeerOptions): PeerPool {
       };
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput variants: the API (callback or promise) and, for this pool, the module format.
+
+/** How a throughput variant is called: mysql2's callback API or its promise API. */
+export type Api = 'callback' | 'promise';
+/** How this pool is loaded: `require()` of the CommonJS bundle, or `import` of the ESM one. */
+export type ModuleFormat = 'cjs' | 'esm';
+export const APIS: readonly Api[] = ['callback', 'promise'];
+export const FORMATS: readonly ModuleFormat[] = ['cjs', 'esm'];
+
+/** A throughput peer: `keepalive` (CommonJS), `keepalive-esm`, `mysql2`, `mariadb`. */
+export type VariantName = 'keepalive' | 'keepalive-esm' | 'mysql2' | 'mariadb';
+
+interface KeepaliveEntries {
+  index: typeof KeepaliveModule;
+  promise: typeof import('../src/promise.js');
+}
+const variants = new Map<ModuleFormat, KeepaliveEntries>();
+
+/**
+ * Loads this pool's bundles for the throughput variants: the CommonJS entries with `require`,
+ * the ESM ones with `import` (two module instances, as two applications would have); with
+ * `null`, both are src/ through tsx.
+ */
+export async function loadKeepaliveVariants(
+  build: { index: { cjs: string; esm: string }; promise: { cjs: string; esm: string } } | null,
+): Promise<void> {
+  if (build === null) {
+    const entries = {
+      index: load('../src/index.ts') as typeof KeepaliveModule,
+      promise: load('../src/promise.ts') as KeepaliveEntries['promise'],
+    };
+    variants.set('cjs', entries);
+    variants.set('esm', entries);
+    return;
+  }
+  variants.set('cjs', { index: load(build.index.cjs), promise: load(build.promise.cjs) });
+  const url = (file: string): string => pathToFileURL(file).href;
+  variants.set('esm', {
+    index: (await import(url(build.index.esm))) as typeof KeepaliveModule,
+    promise: (await import(url(build.promise.esm))) as KeepaliveEntries['promise'],
+  });
+}
+
+/** The variants a throughput cell runs for `api`, given the peers and formats asked for. */
+export function variantsFor(
+  api: Api,
+  peers: readonly PeerName[],
+  formats: readonly ModuleFormat[],
+): VariantName[] {
+  const out: VariantName[] = [];
+  for (const peer of peers) {
+    if (peer === 'keepalive') {
+      if (formats.includes('cjs')) out.push('keepalive');
+      if (formats.includes('esm')) out.push('keepalive-esm');
+    } else if (peer === 'mariadb') {
+      // mariadb's callback API is its fair counterpart; its promise API is a different driver
+      // path (no mysql2 PromisePool wrapper), so it runs in the callback cells only.
+      if (api === 'callback') out.push('mariadb');
+    } else {
+      out.push(peer);
+    }
+  }
+  return out;
+}
+
+interface PromiseLikePool {
+  query(sql: string): Promise<unknown>;
+  execute(sql: string): Promise<unknown>;
+  getConnection(): Promise<{ release(): void }>;
+  end(): Promise<void>;
+}
+
+function promiseShaped(name: PeerName, pool: PromiseLikePool): PeerPool {
+  return {
+    name,
+    query: (sql, cb) => void pool.query(sql).then(() => cb(null), cb),
+    execute: (sql, cb) => void pool.execute(sql).then(() => cb(null), cb),
+    getConnection: (cb) =>
+      void pool.getConnection().then(
+        (c) => cb(null, c),
+        (e: Error) => cb(e),
+      ),
+    release: (conn) => (conn as { release(): void }).release(),
+    end: () => pool.end(),
+    settings: () => ({ connectionLimit: 'see the callback peer' }),
+  };
+}
+
+/** A throughput peer: `variant` called through `api`. The harness around it (the adapter's
+ * callbacks) is the same code for every variant of one API. */
+export function createVariant(variant: VariantName, api: Api, o: PeerOptions): PeerPool {
+  const base = {
+    host: o.db.host,
+    port: o.db.port,
+    user: o.db.user,
+    password: o.db.password,
+    database: o.db.database,
+    connectionLimit: o.connectionLimit,
+  };
+  if (variant === 'keepalive' || variant === 'keepalive-esm') {
+    const entries = variants.get(variant === 'keepalive' ? 'cjs' : 'esm');
+    if (!entries) throw new Error('bench: loadKeepaliveVariants() was not called');
+    if (api === 'promise') {
+      return promiseShaped('keepalive', entries.promise.createPool(base) as never);
+    }
+    const pool = entries.index.createPool(base);
+    return mysql2Shaped('keepalive', pool as unknown as CallbackPool, () => ({}));
+  }
+  if (api === 'callback') return createPeer(variant, o);
+  if (variant === 'mysql2') return promiseShaped('mysql2', mysqlPromise.createPool(base) as never);
+  throw new Error(`bench: no promise variant of ${variant}`);
 }
 
 /** Installed versions of the peers, for the results file. */

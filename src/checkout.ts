@@ -20,7 +20,8 @@ import { PoolError } from './errors.js';
 import type { ConnectionRecord } from './health.js';
 import { LEND, VALIDATE } from './health-monitor.js';
 import type { CheckoutVerdict } from './health-monitor.js';
-import { holdsProcess, setReleased } from './mysql2-parts.js';
+import { setReleased } from './mysql2-parts.js';
+import { hold, letGo } from './process-hold.js';
 import type { AcquireTimeoutEvent, Counters, PoolState } from './stats.js';
 
 /** A getConnection callback. */
@@ -101,12 +102,13 @@ export class Checkout {
   }
 
   /** getConnection: the one path from a caller to its callback. `stack` is the caller's, when
-   * leak detection wants it. */
-  acquire(callback: CheckoutCallback, stack: string | undefined): void {
+   * leak detection wants it; `scope` the caller's async context when the caller has already
+   * saved it (else it is saved here if the caller must wait). */
+  acquire(callback: CheckoutCallback, stack: string | undefined, scope?: AsyncResource): void {
     if (this.#first === null) {
       const rec = this.#idle.pop();
       if (rec !== undefined) {
-        this.#serve(rec, null, callback, stack);
+        this.#serve(rec, null, callback, stack, scope);
         return;
       }
     }
@@ -135,8 +137,11 @@ export class Checkout {
         return;
       }
       this.#pool.emit('enqueue');
+      // Nothing idle, no room: a release or a closed slot will serve it.
+      this.#enqueue(callback, stack, scope);
+      return;
     }
-    this.#enqueue(callback, stack);
+    this.#enqueue(callback, stack, scope);
     this.dispatch();
   }
 
@@ -149,6 +154,7 @@ export class Checkout {
     waiter: Waiter | null,
     callback: CheckoutCallback,
     stack: string | undefined,
+    scope?: AsyncResource,
   ): void {
     const now = Date.now();
     const verdict = this.#parts.verdict(rec, now);
@@ -159,7 +165,7 @@ export class Checkout {
       else this.#settle(waiter, null, rec.conn);
       return;
     }
-    const w = waiter ?? this.#enqueue(callback, stack);
+    const w = waiter ?? this.#enqueue(callback, stack, scope);
     if (verdict === VALIDATE) {
       this.#validateFor(w, rec);
       return;
@@ -187,7 +193,7 @@ export class Checkout {
         this.#parts.destroy(rec);
         this.dispatch();
       } else if (waiter.settled) {
-        holdsProcess(rec.conn, false);
+        letGo(rec);
         this.offer(rec);
       } else {
         this.#lend(rec, Date.now(), waiter.stack);
@@ -281,18 +287,18 @@ export class Checkout {
     const conn = rec.conn;
     rec.borrowed = true;
     rec.borrowedAt = now;
-    holdsProcess(conn, true);
+    hold(rec);
     setReleased(conn, false);
     this.#counters.acquires++;
     this.#parts.lent(rec, stack);
     this.#pool.emit('acquire', conn);
   }
 
-  #enqueue(callback: CheckoutCallback, stack: string | undefined): Waiter {
+  #enqueue(callback: CheckoutCallback, stack: string | undefined, scope?: AsyncResource): Waiter {
     const w: Waiter = {
       callback,
       // Saved now, in the caller's async context: the releaser's, the socket's are the wrong ones.
-      scope: new AsyncResource('mysql2-keepalive-pool:waiter'),
+      scope: scope ?? new AsyncResource('mysql2-keepalive-pool:waiter'),
       enqueuedAt: Date.now(),
       stack,
       prev: this.#last,

@@ -23,7 +23,8 @@ import {
   jitterDown,
   readWaitTimeout,
 } from './health.js';
-import { PoolConnectionClass, holdsProcess } from './mysql2-parts.js';
+import { PoolConnectionClass } from './mysql2-parts.js';
+import { hold, letGo } from './process-hold.js';
 import type { MysqlConnectionConfig } from './mysql2-parts.js';
 import type { Counters, EvictedConnectionEvent } from './stats.js';
 
@@ -249,7 +250,7 @@ export class Connections {
       // Closing is work in progress: an idle (unref'd) socket would let the process exit before
       // the callback, e.g. while COM_QUIT waits behind a resetOnRelease reset. The grace timer
       // of closeConnection bounds how long this holds the process.
-      holdsProcess(conn, true);
+      hold(rec);
       closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
       this.#free(rec);
     }
@@ -346,8 +347,9 @@ export class Connections {
     }
     this.records.set(conn, rec);
     this.#counters.created++;
-    // Idle until it is handed to a caller (which refs it again in the same tick).
-    holdsProcess(conn, false);
+    // Idle until it is handed to a caller (lent within this turn, it is held again before the
+    // let-go applies).
+    letGo(rec);
     debug('%s: connection %d opened (thread %d)', name, rec.id, conn.threadId);
     this.#pool.emit('connection', conn);
     return rec;

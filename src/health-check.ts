@@ -9,7 +9,7 @@ import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
 import type { ConnectionRecord } from './health.js';
-import { holdsProcess } from './mysql2-parts.js';
+import { hold, letGo } from './process-hold.js';
 import type { Counters, PoolState } from './stats.js';
 
 const debug = createDebug('mysql2-keepalive-pool:pool');
@@ -106,9 +106,9 @@ async function steps(p: HealthCheckParts): Promise<Verdict> {
       .find((r) => !r.borrowed && !r.pinging && r.dead === null && r.retired === null);
     if (rec) {
       // A caller awaiting this check is work in progress: keep the process alive for the ping.
-      holdsProcess(rec.conn, true);
+      hold(rec);
       const alive = await p.ping(rec, 'health');
-      if (!rec.borrowed) holdsProcess(rec.conn, false);
+      if (!rec.borrowed) letGo(rec);
       if (alive) return null;
       p.evictOutOfService();
       continue;

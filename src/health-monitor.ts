@@ -13,7 +13,7 @@ import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { isUnusable, jitterDown, pingWithTimeout } from './health.js';
 import type { ConnectionRecord, DeadReason } from './health.js';
-import { holdsProcess } from './mysql2-parts.js';
+import { hold } from './process-hold.js';
 import type { Counters, DeadConnectionEvent, LeakEvent, LeakReleasedEvent } from './stats.js';
 
 const debug = createDebug('mysql2-keepalive-pool:pool');
@@ -100,7 +100,7 @@ export class HealthMonitor {
    * ping already running is waited for rather than raced. */
   validate(rec: ConnectionRecord): Promise<boolean> {
     // A caller is waiting on this ping: it must keep the process alive.
-    holdsProcess(rec.conn, true);
+    hold(rec);
     if (rec.pinging !== null) return rec.pinging;
     this.#counters.validations++;
     return this.ping(rec, 'checkout');

@@ -52,6 +52,11 @@ export class ConnectionRecord {
   pinging: Promise<boolean> | null = null;
   dead: DeadReason | null = null;
   retired: RetireReason | null = null;
+  /** Whether the socket should keep the process alive (borrowed, pinged for a caller, closing),
+   * and whether it does right now; see process-hold.ts. */
+  wantsHold = false;
+  holding = true;
+  letGoPending = false;
   /** Idle-ping timer: created once per connection, re-armed when it fires. */
   pingTimer: NodeJS.Timeout | null = null;
   leakTimer: NodeJS.Timeout | null = null;

@@ -42,13 +42,6 @@ export function setReleased(conn: PoolConnection, released: boolean): void {
   (conn as unknown as { _released: boolean })._released = released;
 }
 
-/** An idle pool must not keep the process alive: idle sockets are unref'd, borrowed ones ref'd. */
-export function holdsProcess(conn: PoolConnection, hold: boolean): void {
-  const stream = (conn as unknown as { stream?: { ref?(): void; unref?(): void } }).stream;
-  if (hold) stream?.ref?.();
-  else stream?.unref?.();
-}
-
 /** The connection mysql2's PromisePool.releaseConnection passes a PromisePoolConnection for. */
 export function unwrapConnection(
   connection: PoolConnection | { connection: PoolConnection },

@@ -30,13 +30,13 @@ import type { ConnectionRecord } from './health.js';
 import { runHealthCheck } from './health-check.js';
 import { HealthMonitor } from './health-monitor.js';
 import { metricsText } from './metrics.js';
+import { letGo } from './process-hold.js';
 import {
   ConnectionConfigClass,
   closedStateError,
   createQuery,
   forwardConnectionErrors,
   hideSecrets,
-  holdsProcess,
   isExplicitDestroy,
   isReadOnlyError,
   setReleased,
@@ -216,21 +216,27 @@ export class KeepalivePool extends EventEmitter {
       return;
     }
     // Captured here, synchronously: after a wait only the pool's own frames would be left.
-    this.#checkout.acquire(cb, this.#leakDetection ? acquiredHere() : undefined);
+    this.#checkout.acquire(
+      cb,
+      this.#leakDetection ? acquiredHere(KeepalivePool.prototype.getConnection) : undefined,
+    );
   }
 
   /** Called by mysql2's PoolConnection.release(). Releasing twice is harmless. */
   releaseConnection(connection: PoolConnection | { connection: PoolConnection }): void {
-    const conn = unwrapConnection(connection);
-    const rec = this.#connections.records.get(conn);
+    const records = this.#connections.records;
+    // mysql2's PoolConnection passes itself; its PromisePool a wrapper around one.
+    const rec =
+      records.get(connection as PoolConnection) ?? records.get(unwrapConnection(connection));
     if (rec === undefined || !rec.borrowed) return;
+    const conn = rec.conn;
     const now = Date.now();
     rec.borrowed = false;
     this.#monitor.returned(rec, now);
     rec.lastReleasedAt = now;
     rec.lastAliveAt = now;
     setReleased(conn, true);
-    holdsProcess(conn, false);
+    letGo(rec);
     if (this._closed) return;
     if (rec.dead !== null || isUnusable(conn)) {
       this.#connections.destroy(rec);
@@ -288,108 +294,42 @@ export class KeepalivePool extends EventEmitter {
   /** Runs one query on a pooled connection and releases it (mysql2 semantics). Returns the
    * Query, so `.stream()` and its events work. */
   query(sql: unknown, values?: unknown, cb?: unknown): MysqlQuery {
-    // The caller's async context, for the callback mysql2 calls from the socket's (see "Async
-    // context of result callbacks" at the top). It is entered in the onResult wrapper below, which
-    // exists anyway, so a query pays for no bound function of its own. Failures before the send
-    // (`fail`) already run in the caller's context: getConnection calls back in it.
-    const scope = new AsyncResource('mysql2-keepalive-pool:query');
     const cmdQuery = createQuery(sql, values, cb, this.config.connectionConfig);
     if (typeof cmdQuery.namedPlaceholders === 'undefined') {
       cmdQuery.namedPlaceholders = this.config.connectionConfig.namedPlaceholders;
     }
-    const fail = (err: unknown): void => {
-      if (typeof cmdQuery.onResult === 'function') cmdQuery.onResult(err);
-      else cmdQuery.emit('error', err);
-    };
-    this.#withSendableConnection(fail, (conn) => {
-      let queryError: unknown = null;
-      const origOnResult = cmdQuery.onResult;
-      if (origOnResult) {
-        cmdQuery.onResult = (err, rows, fields) => {
-          queryError = err || null;
-          scope.runInAsyncScope(origOnResult, undefined, err, rows, fields);
-        };
-      } else {
-        cmdQuery.once('error', (err: unknown) => {
-          queryError = err;
-        });
-        forwardConnectionErrors(conn, cmdQuery);
-      }
-      (conn.query as unknown as (q: MysqlQuery) => MysqlQuery)(cmdQuery).once('end', () => {
-        if (isReadOnlyError(queryError)) conn.destroy();
-        else conn.release();
-      });
-    });
+    this.#oneShot(new QueryShot(this.#counters, this.name, this.#borrow, cmdQuery));
     return cmdQuery;
   }
 
   /** Prepares (cached per connection) and executes one statement, then releases. */
   execute(sql: unknown, values?: unknown, cb?: unknown): void {
-    let callback = cb as ((err: unknown, rows?: unknown, fields?: unknown) => void) | undefined;
+    let callback = cb as ResultCallback | undefined;
     let params = values;
     if (typeof values === 'function') {
-      callback = values as typeof callback;
+      callback = values as ResultCallback;
       params = [];
     }
-    const done = callback ?? noop;
-    // As in query(): the result callback runs in the caller's async context, entered in the
-    // wrapper that exists anyway; failures before the send already run in it.
-    const scope = new AsyncResource('mysql2-keepalive-pool:execute');
-    this.#withSendableConnection(done, (conn) => {
-      (conn.execute as unknown as (...a: unknown[]) => EventEmitter)(
-        sql,
-        params,
-        (err: unknown, rows: unknown, fields: unknown) => {
-          if (isReadOnlyError(err)) conn.destroy();
-          scope.runInAsyncScope(done, undefined, err, rows, fields);
-        },
-      ).once('end', () => conn.release());
-    });
+    this.#oneShot(
+      new ExecuteShot(this.#counters, this.name, this.#borrow, sql, params, callback ?? noop),
+    );
   }
 
-  /**
-   * Borrows a connection for a one-shot command (`pool.query` / `pool.execute`) and sends the
-   * command on it. The retry rule: when the connection handed over is already known to be closed
-   * ({@link isUnusable}: mysql2 saw a fatal error, is closing it or is in its closed state, or the
-   * socket is destroyed or ended), the command has not been given to it, so it cannot have
-   * reached the server; the connection is destroyed and the command goes, once, to another
-   * connection. If that one is closed too, the caller gets mysql2's own closed-state error. Once
-   * `send` has handed the command to a connection, nothing is retried: any later error (a reset,
-   * a timeout, a lost connection) may come after the server ran the command, and is the
-   * caller's. Connections the caller holds (`getConnection`, transactions) never pass here.
-   */
-  #withSendableConnection(
-    fail: (err: unknown) => void,
-    send: (conn: PoolConnection) => void,
-  ): void {
-    const attempt = (retriesLeft: number): void => {
-      this.getConnection((err, conn) => {
-        if (err) {
-          fail(err);
-          return;
-        }
-        if (isUnusable(conn)) {
-          conn.destroy();
-          if (retriesLeft > 0) {
-            this.#counters.retries++;
-            debug('%s: connection closed before sending; retrying on another', this.name);
-            attempt(retriesLeft - 1);
-            return;
-          }
-          // Sending would only produce this error (and, for a query without a callback, raise it
-          // on the connection instead of the query, leaving the caller waiting forever).
-          fail(closedStateError());
-          return;
-        }
-        try {
-          send(conn);
-        } catch (e) {
-          conn.release();
-          fail(e);
-        }
-      });
-    };
-    attempt(1);
+  /** Borrows a connection for a one-shot command: through the traced `getConnection` when
+   * `mysql2:pool:connect` has subscribers, else straight to the checkout with the command's own
+   * saved async context (a waiting one-shot command saves it once, not twice). */
+  readonly #borrow = (job: OneShot): void => this.#oneShot(job);
+
+  #oneShot(job: OneShot): void {
+    if (this._closed || tracing(poolConnectChannel)) {
+      this.getConnection(job.onConnection);
+      return;
+    }
+    this.#checkout.acquire(
+      job.onConnection as CheckoutCallback,
+      this.#leakDetection ? (job.stack ??= acquiredHere(job.entry)) : undefined,
+      job.scope,
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -532,15 +472,158 @@ export class KeepalivePool extends EventEmitter {
   }
 }
 
+type ResultCallback = (err: unknown, rows?: unknown, fields?: unknown) => void;
+
+/**
+ * One `pool.query` or `pool.execute`: borrow, send, release, with the one-shot retry. The retry
+ * rule: when the connection handed over is already known to be closed ({@link isUnusable}: mysql2
+ * saw a fatal error, is closing it or is in its closed state, or the socket is destroyed or
+ * ended), the command has not been given to it, so it cannot have reached the server; the
+ * connection is destroyed and the command goes, once, to another connection. If that one is
+ * closed too, the caller gets mysql2's own closed-state error. Once the command has been handed to
+ * a connection, nothing is retried: any later error (a reset, a timeout, a lost connection) may
+ * come after the server ran the command, and is the caller's. Connections the caller holds
+ * (`getConnection`, transactions) never pass here.
+ *
+ * Async context: mysql2 calls a command's callback where it parses the answer, i.e. in the async
+ * context of the socket (of whoever caused the connection to be opened), so without care an
+ * AsyncLocalStorage store would leak from one caller to the next. The caller's context is saved
+ * in `scope` and entered around the result callback. Failures before the send already run in the
+ * caller's context: the checkout calls back in it. Not `AsyncResource.bind`: on Node 20 it also
+ * defines a deprecated `asyncResource` accessor pair (two `util.deprecate` wrappers) on every
+ * bound function, which cost more than the rest of a pooled `SELECT 1` on the client.
+ */
+abstract class OneShot {
+  /** The caller's async context. */
+  readonly scope = new AsyncResource('mysql2-keepalive-pool:query');
+  /** The caller's stack, captured at the first borrow (only when leak detection is on). */
+  stack: string | undefined = undefined;
+  #retriesLeft = 1;
+
+  constructor(
+    readonly counters: Counters,
+    readonly poolName: string,
+    /** Borrows a connection for this command (again, for the retry). */
+    readonly borrow: (job: OneShot) => void,
+  ) {}
+
+  /** The cut-off frame of the leak detection stack: the public method called. */
+  abstract readonly entry: (...args: never[]) => unknown;
+  /** Reports an error that came before the send. */
+  protected abstract fail(err: unknown): void;
+  protected abstract send(conn: PoolConnection): void;
+
+  /** The checkout's answer. */
+  readonly onConnection = (err: NodeJS.ErrnoException | null, conn: PoolConnection): void => {
+    if (err) {
+      this.fail(err);
+      return;
+    }
+    if (isUnusable(conn)) {
+      conn.destroy();
+      if (this.#retriesLeft-- > 0) {
+        this.counters.retries++;
+        debug('%s: connection closed before sending; retrying on another', this.poolName);
+        this.borrow(this);
+        return;
+      }
+      // Sending would only produce this error (and, for a query without a callback, raise it
+      // on the connection instead of the query, leaving the caller waiting forever).
+      this.fail(closedStateError());
+      return;
+    }
+    try {
+      this.send(conn);
+    } catch (e) {
+      conn.release();
+      this.fail(e);
+    }
+  };
+}
+
+/** `pool.query`: mysql2's Query command, built by the caller, sent as it is. */
+class QueryShot extends OneShot {
+  readonly entry = KeepalivePool.prototype.query;
+  #error: unknown = null;
+
+  constructor(
+    counters: Counters,
+    poolName: string,
+    borrow: (job: OneShot) => void,
+    readonly cmdQuery: MysqlQuery,
+  ) {
+    super(counters, poolName, borrow);
+  }
+
+  protected fail(err: unknown): void {
+    const q = this.cmdQuery;
+    if (typeof q.onResult === 'function') q.onResult(err);
+    else q.emit('error', err);
+  }
+
+  protected send(conn: PoolConnection): void {
+    const cmdQuery = this.cmdQuery;
+    const origOnResult = cmdQuery.onResult;
+    if (origOnResult) {
+      cmdQuery.onResult = (err, rows, fields) => {
+        this.#error = err || null;
+        this.scope.runInAsyncScope(origOnResult, undefined, err, rows, fields);
+      };
+    } else {
+      cmdQuery.once('error', (err: unknown) => {
+        this.#error = err;
+      });
+      forwardConnectionErrors(conn, cmdQuery);
+    }
+    // 'end' comes once per command; `on` spares the wrapper `once` would allocate.
+    (conn.query as unknown as (q: MysqlQuery) => MysqlQuery)(cmdQuery).on('end', () => {
+      if (isReadOnlyError(this.#error)) conn.destroy();
+      else conn.release();
+    });
+  }
+}
+
+/** `pool.execute`: prepared (cached per connection) and executed. */
+class ExecuteShot extends OneShot {
+  readonly entry = KeepalivePool.prototype.execute;
+
+  constructor(
+    counters: Counters,
+    poolName: string,
+    borrow: (job: OneShot) => void,
+    readonly sql: unknown,
+    readonly params: unknown,
+    readonly done: ResultCallback,
+  ) {
+    super(counters, poolName, borrow);
+  }
+
+  protected fail(err: unknown): void {
+    this.done(err);
+  }
+
+  protected send(conn: PoolConnection): void {
+    (conn.execute as unknown as (...a: unknown[]) => EventEmitter)(
+      this.sql,
+      this.params,
+      (err: unknown, rows: unknown, fields: unknown) => {
+        if (isReadOnlyError(err)) conn.destroy();
+        this.scope.runInAsyncScope(this.done, undefined, err, rows, fields);
+      },
+    ).on('end', () => conn.release());
+  }
+}
+
 /** Closes a connection that failed in a caller's hands, once mysql2 has told its commands. */
 function destroyLater(connections: Connections, rec: ConnectionRecord): void {
   connections.destroy(rec);
 }
 
-/** The stack of the code that called `getConnection`, without the pool's own frames above it. */
-function acquiredHere(): string | undefined {
+/** The stack of the code that called `entry` (getConnection, query or execute), without the
+ * pool's own frames above it. */
+function acquiredHere(entry: (...args: never[]) => unknown): string | undefined {
   const marker = new Error('Connection acquired here');
-  Error.captureStackTrace(marker, KeepalivePool.prototype.getConnection);
+  Error.captureStackTrace(marker, entry);
   return marker.stack;
 }
 

@@ -73,21 +73,29 @@ test('npm run bench -- --smoke writes a complete results file', { timeout: 180_0
     assert.equal(e.loadavgStart.length, 3);
     assert.ok(!JSON.stringify(r).includes('"password"'), 'no password field in the results');
 
-    // throughput: 2 methods × 4 concurrencies, every peer, ratios to mysql2 for the others.
+    // throughput: 2 APIs × 2 methods × 3 concurrencies; this pool from CommonJS and ESM, mysql2,
+    // and mariadb in the callback cells; ratios to mysql2 of the same API for the others.
     assert.ok(Array.isArray(r.throughput));
     const cells = r.throughput!;
     assert.deepEqual(
-      cells.map((c) => `${c.method}/${c.concurrency}`),
-      ['query', 'execute'].flatMap((m) => [1, 8, 32, 128].map((n) => `${m}/${n}`)),
+      cells.map((c) => `${c.api}/${c.method}/${c.concurrency}`),
+      ['callback', 'promise'].flatMap((a) =>
+        ['query', 'execute'].flatMap((m) => [8, 32, 128].map((n) => `${a}/${m}/${n}`)),
+      ),
     );
     for (const c of cells) {
-      for (const p of PEERS) {
-        assertSpread(c.qps[p as 'mysql2'], `${c.method}/${c.concurrency} qps.${p}`);
-        assertSpread(c.cpuUsPerQuery[p as 'mysql2'], `cpuUsPerQuery.${p}`);
-        assertSpread(c.gcUsPerQuery[p as 'mysql2'], `gcUsPerQuery.${p}`);
+      const variants = ['keepalive', 'keepalive-esm', 'mysql2'];
+      if (c.api === 'callback') variants.push('mariadb');
+      else assert.equal(c.qps.mariadb, undefined, 'mariadb runs in the callback cells only');
+      const where = `${c.api}/${c.method}/${c.concurrency}`;
+      for (const p of variants) {
+        assertSpread(c.qps[p as 'mysql2'], `${where} qps.${p}`);
+        assertSpread(c.cpuUsPerQuery[p as 'mysql2'], `${where} cpuUsPerQuery.${p}`);
+        assertSpread(c.gcUsPerQuery[p as 'mysql2'], `${where} gcUsPerQuery.${p}`);
+        if (p === 'mysql2') continue;
+        assertSpread(c.ratioToMysql2[p as 'mariadb'], `${where} ratioToMysql2.${p}`);
+        assertSpread(c.cpuRatioToMysql2[p as 'mariadb'], `${where} cpuRatioToMysql2.${p}`);
       }
-      assertSpread(c.ratioToMysql2.keepalive, 'ratioToMysql2.keepalive');
-      assertSpread(c.ratioToMysql2.mariadb, 'ratioToMysql2.mariadb');
       assert.equal(c.ratioToMysql2.mysql2, undefined);
     }
 
