@@ -139,6 +139,7 @@ test('advise: config warnings not covered above, and unknown MYSQL_* variables, 
       },
       {
         acquireTimeout: 5000,
+        connectTimeout: 10_000,
       },
     ),
   );
