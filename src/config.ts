@@ -101,6 +101,12 @@ export interface ResolvedConfig {
   /** mysql2's `Promise` option (the promise constructor for `.promise()`), if given. */
   readonly promiseImpl: PromiseConstructor | undefined;
   /**
+   * The TLS mode from `MYSQL_SSL_MODE` (or implied by the TLS file variables); undefined when
+   * TLS comes from an explicit `ssl` option or is not configured. With `PREFERRED`,
+   * `connection.ssl` is REQUIRED's, and each connection drops it if its server offers no TLS.
+   */
+  readonly sslMode: SslMode | undefined;
+  /**
    * Exactly what to hand to mysql2 for each connection: every mysql2
    * connection option that was configured (option, uri, env or URL), with
    * `enableKeepAlive` and `keepAliveInitialDelay` set to the resolved values,
@@ -1247,10 +1253,12 @@ function parseCertificates(envVar: string, path: string, text: string): X509Cert
  * | mode            | mysql2 `ssl`                                            |
  * | --------------- | ------------------------------------------------------- |
  * | DISABLED        | none: plain TCP                                         |
- * | PREFERRED       | same as REQUIRED (mysql2 cannot fall back to plain TCP) |
+ * | PREFERRED       | as REQUIRED; plain TCP if the server offers no TLS (1) |
  * | REQUIRED        | `{ rejectUnauthorized: false }`: encrypted, unverified  |
  * | VERIFY_CA       | `{ rejectUnauthorized: true, ca }`                      |
  * | VERIFY_IDENTITY | `{ rejectUnauthorized: true, verifyIdentity: true, ca }`|
+ *
+ * (1) decided per connection at the handshake by tls-preferred.ts.
  *
  * Without `MYSQL_SSL_MODE`, a CA file implies VERIFY_CA (as in MySQL's
  * clients), a client certificate alone implies REQUIRED, and nothing at all
@@ -1544,6 +1552,7 @@ export function resolveConfig(
     validationSkipWindow: num('validationSkipWindow'),
     leakDetectionThreshold: num('leakDetectionThreshold'),
     promiseImpl: promiseRaw?.value as PromiseConstructor | undefined,
+    sslMode: sslEnv?.mode,
     connection: Object.freeze(maskOnInspect(connection)) as Readonly<ConnectionOptions>,
     sources: Object.freeze(sources),
   };

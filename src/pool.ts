@@ -28,6 +28,7 @@ import {
 } from './health.js';
 import type { DeadReason, RetireReason } from './health.js';
 import { metricsText } from './metrics.js';
+import { preferTls } from './tls-preferred.js';
 
 const debug = createDebug('mysql2-keepalive-pool:pool');
 
@@ -860,6 +861,7 @@ export class KeepalivePool extends EventEmitter {
       Object.getOwnPropertyDescriptors(cc),
     ) as MysqlConnectionConfig;
     const conn = new PoolConnectionClass(this, { config: connConfig });
+    if (this.options.sslMode === 'PREFERRED') preferTls(conn as never, this.name);
     try {
       await new Promise<void>((resolve, reject) => {
         (conn as unknown as { connect(cb: (err: unknown) => void): void }).connect((err) =>
