@@ -374,6 +374,8 @@ export class KeepalivePool extends EventEmitter {
   #lastPingFailure: unknown = null;
   #nextId = 1;
   #consecutiveCreateFailures = 0;
+  /** The server's wait_timeout in ms (0: unknown), read once by the first connection. */
+  #serverWaitTimeout: Promise<number> | null = null;
   #lastCreateError: unknown = null;
   #housekeeper: NodeJS.Timeout | null = null;
   /** Connection attempts waiting out their back-off; end() cuts them short. */
@@ -905,7 +907,10 @@ export class KeepalivePool extends EventEmitter {
       throw this.#closedError();
     }
     if (o.idlePingInterval > 0) {
-      rec.serverWaitTimeoutMs = await readWaitTimeout(conn, o.validationTimeout);
+      // The server's wait_timeout is the same for every connection of the pool: read it once, on
+      // the first connection (a protocol-only server, as in mysql2's own tests, cannot answer it).
+      this.#serverWaitTimeout ??= readWaitTimeout(conn, o.validationTimeout);
+      rec.serverWaitTimeoutMs = await this.#serverWaitTimeout;
     }
     this.#records.set(conn, rec);
     RecordEvictor.records.set(conn, rec);
@@ -931,7 +936,12 @@ export class KeepalivePool extends EventEmitter {
         threadId: conn.threadId ?? null,
         reason,
       } satisfies EvictedConnectionEvent);
-      closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+      // mysql2 closes connections idle past idleTimeout with destroy() (no COM_QUIT) unless
+      // gracefulEnd is set; so does this pool.
+      const graceful =
+        rec.dead === null &&
+        (rec.retired !== 'idle-timeout' || this.options.connection.gracefulEnd === true);
+      closeConnection(conn, graceful, QUIT_GRACE_MS);
     } else {
       closeConnection(conn, false, 0);
     }
