@@ -7,7 +7,7 @@
 #   git clone https://github.com/sidorares/node-mysql2 /tmp/node-mysql2
 #   (cd /tmp/node-mysql2 && git checkout v3.x.y && npm ci --ignore-scripts)
 #   bash scripts/mysql2-suite.sh /tmp/node-mysql2            # the default set, below
-#   bash scripts/mysql2-suite.sh /tmp/node-mysql2 test/unit/pool-cluster/test-query.test.mts
+#   bash scripts/mysql2-suite.sh /tmp/node-mysql2 test/unit/pool-cluster 'test/integration/test-pool*'
 #
 # The server: mysql2's tests read MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD and
 # MYSQL_DATABASE (so does this pool); unset, they default here to 127.0.0.1:3306, root, no
@@ -39,11 +39,20 @@ ours="$(node -p "require('$repo/node_modules/mysql2/package.json').version")"
 echo "mysql2-suite: mysql2 tests of $theirs ($checkout), this package's mysql2 is $ours"
 [ "$theirs" = "$ours" ] || echo "mysql2-suite: note: versions differ; a test of a newer/older mysql2 feature may not apply"
 
+shopt -s nullglob
+cd "$checkout"
+files=()
 if [ $# -gt 0 ]; then
-  files=("$@")
+  # Files, directories or quoted globs, relative to the checkout.
+  for arg in "$@"; do
+    if [ -d "$arg" ]; then
+      files+=("$arg"/*.test.mts)
+    else
+      # shellcheck disable=SC2206 # the glob is meant to expand here, inside the checkout
+      files+=($arg)
+    fi
+  done
 else
-  shopt -s nullglob
-  cd "$checkout"
   # Pool: every test of the public createPool API. PoolCluster: mysql2's cluster tests.
   files=(
     test/integration/test-pool*.test.mts
@@ -55,7 +64,11 @@ else
     test/integration/pool-cluster/*.test.mts
     test/integration/dispose/*/pool-cluster.test.mts
   )
-  shopt -u nullglob
+fi
+shopt -u nullglob
+if [ ${#files[@]} -eq 0 ]; then
+  echo "mysql2-suite: no test files matched" >&2
+  exit 2
 fi
 
 export MYSQL_HOST="${MYSQL_HOST:-127.0.0.1}"
