@@ -101,6 +101,12 @@ export interface ResolvedConfig {
   /** mysql2's `Promise` option (the promise constructor for `.promise()`), if given. */
   readonly promiseImpl: PromiseConstructor | undefined;
   /**
+   * The TLS mode from `MYSQL_SSL_MODE` (or implied by the TLS file variables); undefined when
+   * TLS comes from an explicit `ssl` option or is not configured. With `PREFERRED`,
+   * `connection.ssl` is REQUIRED's, and each connection drops it if its server offers no TLS.
+   */
+  readonly sslMode: SslMode | undefined;
+  /**
    * Exactly what to hand to mysql2 for each connection: every mysql2
    * connection option that was configured (option, uri, env or URL), with
    * `enableKeepAlive` and `keepAliveInitialDelay` set to the resolved values,
@@ -271,7 +277,7 @@ const SPECS: readonly Spec[] = [
     kind: 'int',
     target: 'ours',
     def: 10_000,
-    defText: '10000',
+    defText: '10000 (at least connectTimeout)',
     meaning: 'Longest wait of getConnection for a connection',
     range: ms(1, MAX_TIMER_MS, 'wait forever'),
   },
@@ -298,7 +304,7 @@ const SPECS: readonly Spec[] = [
     kind: 'int',
     target: 'ours',
     def: 10_000,
-    defText: '10000',
+    defText: '10000 (at most keepAliveInitialDelay)',
     meaning: 'TCP_KEEPINTVL: gap between keepalive probes',
     range: ms(1_000, 600_000),
   },
@@ -316,7 +322,7 @@ const SPECS: readonly Spec[] = [
     kind: 'int',
     target: 'ours',
     def: 90_000,
-    defText: '90000',
+    defText: '90000 (above the keepalive probes)',
     meaning: 'TCP_USER_TIMEOUT: bound on unacknowledged writes (dead network)',
     range: ms(1_000, 3_600_000, 'off'),
   },
@@ -399,7 +405,7 @@ const SPECS: readonly Spec[] = [
     def: 60_000,
     defText: '60000',
     meaning: 'Idle time after which connections above maxIdle are closed',
-    range: ms(1_000, MAX_TIMER_MS),
+    range: ms(0, MAX_TIMER_MS),
   },
   {
     option: 'resetOnRelease',
@@ -423,10 +429,9 @@ const SPECS: readonly Spec[] = [
     kind: 'int',
     target: 'both',
     def: 60_000,
-    defText: '60000 (mysql2: 0 = kernel 7200 s)',
-    meaning: 'TCP_KEEPIDLE: idle time before the first keepalive probe',
-    range: ms(1_000, 7_200_000),
-    why: "below 1000 ms Node leaves the kernel's 7200 s keepalive delay in place",
+    defText: '60000 (mysql2: kernel 7200 s)',
+    meaning: 'TCP_KEEPIDLE: idle time before the first keepalive probe (< 1000: kernel default)',
+    range: ms(0, MAX_TIMER_MS),
   },
   // -- scalar mysql2 connection options, defaults left to mysql2
   {
@@ -486,7 +491,7 @@ const SPECS: readonly Spec[] = [
     option: 'connectTimeout',
     kind: 'int',
     target: 'connection',
-    defText: '(mysql2: 10000)',
+    defText: '(mysql2: 10000; at most acquireTimeout)',
     meaning: 'Time limit of the initial connect and handshake',
     range: ms(1, MAX_TIMER_MS, 'no timeout'),
   },
@@ -828,6 +833,8 @@ function parseIntValue(spec: Spec, raw: Raw): number {
 
 function parseBoolValue(spec: Spec, raw: Raw): boolean {
   if (typeof raw.value === 'boolean') return raw.value;
+  // mysql2 takes any value for its flags and uses its truthiness: `compress: 1` is on.
+  if (typeof raw.value === 'number' && raw.source === 'option') return raw.value !== 0;
   if (typeof raw.value === 'string') {
     // mysql2 takes any truthy value, so the string 'false' would turn a flag
     // ON there; here it means false.
@@ -1246,10 +1253,12 @@ function parseCertificates(envVar: string, path: string, text: string): X509Cert
  * | mode            | mysql2 `ssl`                                            |
  * | --------------- | ------------------------------------------------------- |
  * | DISABLED        | none: plain TCP                                         |
- * | PREFERRED       | same as REQUIRED (mysql2 cannot fall back to plain TCP) |
+ * | PREFERRED       | as REQUIRED; plain TCP if the server offers no TLS (1) |
  * | REQUIRED        | `{ rejectUnauthorized: false }`: encrypted, unverified  |
  * | VERIFY_CA       | `{ rejectUnauthorized: true, ca }`                      |
  * | VERIFY_IDENTITY | `{ rejectUnauthorized: true, verifyIdentity: true, ca }`|
+ *
+ * (1) decided per connection at the handshake by tls-preferred.ts.
  *
  * Without `MYSQL_SSL_MODE`, a CA file implies VERIFY_CA (as in MySQL's
  * clients), a client certificate alone implies REQUIRED, and nothing at all
@@ -1487,10 +1496,9 @@ export function resolveConfig(
   // Cross-field checks.
   const connectionLimit = num('connectionLimit');
   const limitText = `connectionLimit (${connectionLimit}${raws.get('connectionLimit') === undefined ? ', the default' : `, from ${describeRaw(raws.get('connectionLimit'))}`})`;
+  // Above connectionLimit is legal in mysql2 and means what it says there: no idle connection is
+  // ever excess, so idleTimeout never closes one.
   const maxIdle = values.has('maxIdle') ? num('maxIdle') : connectionLimit;
-  if (maxIdle > connectionLimit) {
-    fail('maxIdle', raws.get('maxIdle'), `an integer between 0 and ${limitText}`);
-  }
   const minIdle = num('minIdle');
   if (minIdle > connectionLimit) {
     fail('minIdle', raws.get('minIdle'), `an integer between 0 and ${limitText}`);
@@ -1506,8 +1514,10 @@ export function resolveConfig(
       connection[spec.option] = values.get(spec.option);
     }
   }
+  const derived = deriveDefaults(values);
+  if (derived.connectTimeout !== undefined) connection.connectTimeout = derived.connectTimeout;
   connection.enableKeepAlive = bool('enableKeepAlive');
-  connection.keepAliveInitialDelay = num('keepAliveInitialDelay');
+  connection.keepAliveInitialDelay = derived.keepAliveInitialDelay;
   for (const key of PASS_THROUGH) {
     const raw = explicit.get(key);
     if (raw === undefined) continue;
@@ -1529,26 +1539,30 @@ export function resolveConfig(
     maxIdle,
     idleTimeout: num('idleTimeout'),
     resetOnRelease: bool('resetOnRelease'),
-    acquireTimeout: num('acquireTimeout'),
+    acquireTimeout: derived.acquireTimeout,
     minIdle,
     maxLifetime: num('maxLifetime'),
     enableKeepAlive: bool('enableKeepAlive'),
-    keepAliveInitialDelay: num('keepAliveInitialDelay'),
-    keepAliveInterval: num('keepAliveInterval'),
-    keepAliveCount: num('keepAliveCount'),
-    tcpUserTimeout: num('tcpUserTimeout'),
+    keepAliveInitialDelay: derived.keepAliveInitialDelay,
+    keepAliveInterval: derived.keepAliveInterval,
+    keepAliveCount: derived.keepAliveCount,
+    tcpUserTimeout: derived.tcpUserTimeout,
     idlePingInterval: num('idlePingInterval'),
     validationTimeout: num('validationTimeout'),
     validationSkipWindow: num('validationSkipWindow'),
     leakDetectionThreshold: num('leakDetectionThreshold'),
     promiseImpl: promiseRaw?.value as PromiseConstructor | undefined,
+    sslMode: sslEnv?.mode,
     connection: Object.freeze(maskOnInspect(connection)) as Readonly<ConnectionOptions>,
     sources: Object.freeze(sources),
   };
 
   const cfg = Object.freeze({
     ...resolved,
-    warnings: Object.freeze([...collectWarnings(resolved), ...(sslEnv?.warnings ?? [])]),
+    warnings: Object.freeze([
+      ...collectWarnings(resolved, new Set(values.keys())),
+      ...(sslEnv?.warnings ?? []),
+    ]),
   });
   // Once per resolution, i.e. once per pool: the only place the whole configuration is logged.
   debug('%s: resolved config %o', name, describeConfig(cfg));
@@ -1587,10 +1601,128 @@ function describeRaw(raw: Raw | undefined): string {
   return raw.label === '' ? 'option' : raw.label;
 }
 
-/** Unwise but legal combinations. Sentences without the library prefix (the pool adds it). */
-function collectWarnings(c: Omit<ResolvedConfig, 'warnings'>): string[] {
+/** Linux's default TCP_KEEPIDLE, which Node leaves in place for a delay below 1 s. */
+const KERNEL_KEEPIDLE_MS = 7_200_000;
+/** The largest TCP_KEEPIDLE Linux accepts (32767 s); above it setsockopt fails and the kernel's stays. */
+const MAX_KEEPIDLE_MS = 32_767_000;
+/** kube-proxy's IPVS idle timeout for TCP, the shortest common middlebox timeout. */
+const IPVS_MS = 900_000;
+const DEFAULT_DELAY_MS = 60_000;
+const DEFAULT_INTERVAL_MS = 10_000;
+const DEFAULT_USER_TIMEOUT_MS = 90_000;
+const DEFAULT_ACQUIRE_MS = 10_000;
+/** mysql2's own connectTimeout default. */
+const MYSQL2_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The keepalive idle time the kernel really uses for a `keepAliveInitialDelay`: Node sets whole
+ * seconds, and leaves the kernel's 7200 s for 0 … 999 ms (mysql2's meaning of those values), as
+ * Linux does for more than 32767 s.
+ */
+export function effectiveKeepAliveDelay(ms: number): number {
+  if (ms < 1_000 || ms > MAX_KEEPIDLE_MS) return KERNEL_KEEPIDLE_MS;
+  return Math.floor(ms / 1_000) * 1_000;
+}
+
+/** The values {@link deriveDefaults} decides. */
+export interface DerivedDefaults {
+  readonly acquireTimeout: number;
+  /** Only when derived from `acquireTimeout`; otherwise mysql2's (or the user's) applies. */
+  readonly connectTimeout: number | undefined;
+  readonly keepAliveInitialDelay: number;
+  readonly keepAliveInterval: number;
+  readonly keepAliveCount: number;
+  readonly tcpUserTimeout: number;
+}
+
+const clampMs = (v: number, min: number, max: number): number =>
+  Math.min(max, Math.max(min, Math.floor(v)));
+
+/**
+ * Defaults the user did not set, derived from the ones they did, so that no default undermines a
+ * set value (the table of cases is in test/unit/config-defaults.test.ts):
+ *
+ * - `keepAliveInterval` is at most `keepAliveInitialDelay` (10 s by default): Linux probes an idle
+ *   connection every max(delay, interval), so setting only the delay sets the probe spacing.
+ * - `tcpUserTimeout` is at least delay + count × interval (90 s by default): one lost probe
+ *   cannot trip it. A `tcpUserTimeout` that is set instead shortens the default interval and
+ *   delay until count probes fit inside it.
+ * - `acquireTimeout` is at least a `connectTimeout` that is set, so a slow connect reports its
+ *   own error; a shorter `acquireTimeout` that is set becomes the default `connectTimeout`.
+ *
+ * @param set - the values given by the user (option, uri, env or URL), by option name.
+ */
+export function deriveDefaults(set: ReadonlyMap<string, unknown>): DerivedDefaults {
+  const given = (option: string): number | undefined => {
+    const v = set.get(option);
+    return typeof v === 'number' ? v : undefined;
+  };
+  const userDelay = given('keepAliveInitialDelay');
+  const userInterval = given('keepAliveInterval');
+  const userTimeout = given('tcpUserTimeout');
+  const count = given('keepAliveCount') ?? 3;
+  const keepAlive = set.get('enableKeepAlive') !== false;
+  // A tcpUserTimeout of 0 is off: nothing to fit inside.
+  const budget =
+    keepAlive && userTimeout !== undefined && userTimeout > 0 ? userTimeout : undefined;
+
+  let delay: number;
+  let interval: number;
+  if (userDelay !== undefined) {
+    delay = userDelay;
+    const eff = effectiveKeepAliveDelay(delay);
+    // Count probes that fit inside a tcpUserTimeout that is set; none fit when it is below the
+    // delay itself, which collectWarnings reports.
+    const room = budget === undefined ? Infinity : (budget - eff) / count;
+    const fit = room >= 1_000 ? room : Infinity;
+    interval = userInterval ?? clampMs(Math.min(DEFAULT_INTERVAL_MS, eff, fit), 1_000, 600_000);
+  } else if (budget !== undefined) {
+    // Half of the budget for the count probes, the rest for the idle time before the first.
+    interval =
+      userInterval ?? clampMs(Math.min(DEFAULT_INTERVAL_MS, budget / (2 * count)), 1_000, 600_000);
+    delay = clampMs(budget - count * interval, 1_000, DEFAULT_DELAY_MS);
+  } else {
+    delay = DEFAULT_DELAY_MS;
+    interval = userInterval ?? DEFAULT_INTERVAL_MS;
+  }
+  const tcpUserTimeout =
+    userTimeout ??
+    (keepAlive
+      ? Math.max(DEFAULT_USER_TIMEOUT_MS, effectiveKeepAliveDelay(delay) + count * interval)
+      : DEFAULT_USER_TIMEOUT_MS);
+
+  const userAcquire = given('acquireTimeout');
+  const userConnect = given('connectTimeout');
+  const acquireTimeout =
+    userAcquire ??
+    (userConnect !== undefined && userConnect > DEFAULT_ACQUIRE_MS
+      ? userConnect
+      : DEFAULT_ACQUIRE_MS);
+  const connectTimeout =
+    userConnect === undefined &&
+    userAcquire !== undefined &&
+    userAcquire !== 0 &&
+    userAcquire < MYSQL2_CONNECT_TIMEOUT_MS
+      ? userAcquire
+      : undefined;
+  return {
+    acquireTimeout,
+    connectTimeout,
+    keepAliveInitialDelay: delay,
+    keepAliveInterval: interval,
+    keepAliveCount: count,
+    tcpUserTimeout,
+  };
+}
+
+/**
+ * Unwise but legal combinations, as sentences without the library prefix (the pool adds it).
+ * Each names only options in `set` (the ones the user gave): a default is never blamed, because
+ * {@link deriveDefaults} derived it from them.
+ */
+function collectWarnings(c: Omit<ResolvedConfig, 'warnings'>, set: ReadonlySet<string>): string[] {
   const w: string[] = [];
-  const IPVS_MS = 900_000;
+  const delay = effectiveKeepAliveDelay(c.keepAliveInitialDelay);
   if (!c.enableKeepAlive) {
     w.push(
       'enableKeepAlive is false: idle connections send nothing below the database protocol, so IPVS, NAT gateways and load balancers forget their flows' +
@@ -1598,42 +1730,68 @@ function collectWarnings(c: Omit<ResolvedConfig, 'warnings'>): string[] {
           ? ', and idle pings are off too'
           : '; only idle pings keep them alive'),
     );
-  } else if (c.keepAliveInitialDelay >= IPVS_MS) {
+  } else if (set.has('keepAliveInitialDelay') && c.keepAliveInitialDelay < 1_000) {
+    w.push(
+      `keepAliveInitialDelay ${c.keepAliveInitialDelay} ms is below 1000 ms: Node (and so mysql2) then leaves the kernel's keepalive idle time in place (7200 s on Linux), far above the 900 s IPVS idle timeout`,
+    );
+  } else if (set.has('keepAliveInitialDelay') && c.keepAliveInitialDelay > MAX_KEEPIDLE_MS) {
+    w.push(
+      `keepAliveInitialDelay ${c.keepAliveInitialDelay} ms is above the 32767 s Linux accepts: the kernel keeps its own keepalive idle time (7200 s), far above the 900 s IPVS idle timeout`,
+    );
+  } else if (set.has('keepAliveInitialDelay') && delay >= IPVS_MS) {
     w.push(
       `keepAliveInitialDelay ${c.keepAliveInitialDelay} ms is at or above the 900 s IPVS idle timeout: flows will be forgotten before the first keepalive probe`,
     );
   }
-  if (c.enableKeepAlive && c.keepAliveInterval > c.keepAliveInitialDelay) {
+  if (
+    c.enableKeepAlive &&
+    set.has('keepAliveInterval') &&
+    set.has('keepAliveInitialDelay') &&
+    c.keepAliveInterval > delay
+  ) {
     // After an answered probe Linux waits TCP_KEEPINTVL before it looks again, so on an idle
     // connection probes go out every max(keepAliveInitialDelay, keepAliveInterval).
     w.push(
       `keepAliveInterval ${c.keepAliveInterval} ms is above keepAliveInitialDelay ${c.keepAliveInitialDelay} ms: after the first probe the kernel probes an idle connection only every ${c.keepAliveInterval} ms, so both must be below the middlebox's idle timeout`,
     );
   }
-  if (c.idlePingInterval === 0 && (c.keepAliveInitialDelay >= IPVS_MS || !c.enableKeepAlive)) {
+  if (c.idlePingInterval === 0 && (delay >= IPVS_MS || !c.enableKeepAlive)) {
     w.push(
       'idlePingInterval is 0 and TCP keepalive does not fire within 900 s: nothing keeps idle connections alive through IPVS',
     );
   }
+  // Linux ends an idle connection at the first probe tick at which nothing has been heard for
+  // tcpUserTimeout and a probe is unanswered; at delay + interval that is the very first probe.
+  const named = ['tcpUserTimeout', 'keepAliveInitialDelay', 'keepAliveInterval'].filter((o) =>
+    set.has(o),
+  );
   if (
     c.enableKeepAlive &&
     c.tcpUserTimeout !== 0 &&
-    // Linux ends an idle connection at the first probe tick at which nothing has been heard for
-    // tcpUserTimeout and a probe is unanswered; at delay + interval that is the very first probe.
-    c.tcpUserTimeout <= c.keepAliveInitialDelay + c.keepAliveInterval
+    c.tcpUserTimeout <= delay + c.keepAliveInterval &&
+    // keepAliveCount 1 asks for exactly that; with none of them set the defaults leave room.
+    c.keepAliveCount > 1 &&
+    named.length > 0
   ) {
     w.push(
-      `tcpUserTimeout ${c.tcpUserTimeout} ms is not above keepAliveInitialDelay + keepAliveInterval (${c.keepAliveInitialDelay + c.keepAliveInterval} ms): a single lost keepalive probe would kill a healthy idle connection; use at least ${c.keepAliveInitialDelay + c.keepAliveCount * c.keepAliveInterval} ms (keepAliveInitialDelay + keepAliveCount × keepAliveInterval)`,
+      `${named.map((o) => `${o} ${String(c[o as keyof typeof c])} ms`).join(' and ')} ${named.length > 1 ? 'leave' : 'leaves'} tcpUserTimeout (${c.tcpUserTimeout} ms) not above the first keepalive probe plus one interval (${delay + c.keepAliveInterval} ms): a single lost keepalive probe would kill a healthy idle connection; use at least ${delay + c.keepAliveCount * c.keepAliveInterval} ms (the delay plus all probes)`,
     );
   }
-  if (c.minIdle > c.maxIdle) {
+  if (c.minIdle > c.maxIdle && set.has('maxIdle')) {
     w.push(
       `minIdle ${c.minIdle} is above maxIdle ${c.maxIdle}: connections kept open for minIdle would be closed as excess idle ones`,
     );
   }
   const connectTimeout =
-    typeof c.connection.connectTimeout === 'number' ? c.connection.connectTimeout : 10_000;
-  if (c.acquireTimeout !== 0 && (connectTimeout === 0 || c.acquireTimeout < connectTimeout)) {
+    typeof c.connection.connectTimeout === 'number'
+      ? c.connection.connectTimeout
+      : MYSQL2_CONNECT_TIMEOUT_MS;
+  if (
+    set.has('acquireTimeout') &&
+    set.has('connectTimeout') &&
+    c.acquireTimeout !== 0 &&
+    (connectTimeout === 0 || c.acquireTimeout < connectTimeout)
+  ) {
     w.push(
       `acquireTimeout ${c.acquireTimeout} ms is shorter than connectTimeout (${connectTimeout === 0 ? 'none' : `${connectTimeout} ms`}): getConnection may time out before a failing connection attempt reports its real cause`,
     );

@@ -27,6 +27,7 @@ import { PoolConnectionClass } from './mysql2-parts.js';
 import { hold, letGo } from './process-hold.js';
 import type { MysqlConnectionConfig } from './mysql2-parts.js';
 import type { Counters, EvictedConnectionEvent } from './stats.js';
+import { preferTls } from './tls-preferred.js';
 
 const debug = createDebug('mysql2-keepalive-pool:pool');
 
@@ -101,6 +102,8 @@ export class Connections {
   readonly #counters: Counters;
   readonly #hooks: LifecycleHooks;
   #nextId = 1;
+  /** The server's wait_timeout in ms (0: unknown), read once by the first connection. */
+  #serverWaitTimeout: Promise<number> | null = null;
   #consecutiveFailures = 0;
   #lastFailure: { error: unknown; at: number } | null = null;
   /** Attempts waiting out their back-off; end() and a success cut them short. */
@@ -225,7 +228,12 @@ export class Connections {
       threadId: conn.threadId ?? null,
       reason,
     } satisfies EvictedConnectionEvent);
-    closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+    // As mysql2: a connection closed by the idle rule is destroyed without COM_QUIT unless
+    // gracefulEnd is set.
+    const graceful =
+      rec.dead === null &&
+      (rec.retired !== 'idle-timeout' || this.#options.connection.gracefulEnd === true);
+    closeConnection(conn, graceful, QUIT_GRACE_MS);
     this.#free(rec);
     this.#hooks.closed(rec);
   }
@@ -303,6 +311,7 @@ export class Connections {
       Object.getOwnPropertyDescriptors(cc),
     ) as MysqlConnectionConfig;
     const conn = new PoolConnectionClass(this.#pool, { config: connConfig });
+    if (this.#options.sslMode === 'PREFERRED') preferTls(conn as never, this.#options.name);
     try {
       await new Promise<void>((resolve, reject) => {
         (conn as unknown as { connect(cb: (err: unknown) => void): void }).connect((err) =>
@@ -338,7 +347,10 @@ export class Connections {
       throw closedError();
     }
     if (o.idlePingInterval > 0) {
-      rec.serverWaitTimeoutMs = await readWaitTimeout(conn, o.validationTimeout);
+      // Read once per pool, by the first connection: every connection of a pool talks to the same
+      // server settings, and a query per connect would cost each one a round trip.
+      this.#serverWaitTimeout ??= readWaitTimeout(conn, o.validationTimeout);
+      rec.serverWaitTimeoutMs = await this.#serverWaitTimeout;
       // end() ran during the read: it closed what it knew of, which was not this one yet.
       if (this.#pool._closed) {
         closeConnection(conn, true, QUIT_GRACE_MS);

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import createDebug from 'debug';
 import type { PoolConnection } from 'mysql2';
-import { describeConfig, envName, resolveConfig } from './config.js';
+import { describeConfig, effectiveKeepAliveDelay, envName, resolveConfig } from './config.js';
 import type { ResolvedConfig } from './config.js';
 import { watchEventLoop } from './event-loop.js';
 import type { EventLoopBlock } from './event-loop.js';
@@ -132,15 +132,15 @@ export function advise(input: AdviceInput): Advice[] {
   // The longest silence of an idle keepalive'd flow: the first probe comes after
   // keepAliveInitialDelay, every later one keepAliveInterval after the previous (Linux
   // tcp_keepalive_timer re-arms with TCP_KEEPINTVL even when the probe was answered).
-  const gap = Math.max(c.keepAliveInitialDelay, c.keepAliveInterval);
+  // A delay below 1 s (or above Linux's 32767 s) leaves the kernel's own idle time in place.
+  const delay = effectiveKeepAliveDelay(c.keepAliveInitialDelay);
+  const gap = Math.max(delay, c.keepAliveInterval);
   const gapText =
-    c.keepAliveInterval > c.keepAliveInitialDelay
+    c.keepAliveInterval > delay
       ? `keepAliveInterval ${sec(c.keepAliveInterval)} (the gap between keepalive probes)`
       : `keepAliveInitialDelay ${sec(c.keepAliveInitialDelay)}`;
   const gapFix =
-    c.keepAliveInterval > c.keepAliveInitialDelay
-      ? `${envName('keepAliveInterval')}=10000`
-      : `${delayVar}=60000`;
+    c.keepAliveInterval > delay ? `${envName('keepAliveInterval')}=10000` : `${delayVar}=60000`;
 
   if (!c.enableKeepAlive) {
     risk(
@@ -158,17 +158,13 @@ export function advise(input: AdviceInput): Advice[] {
       `${gapText} is at or above Azure Load Balancer's 4 min idle timeout (AWS NLB/NAT: 350 s). Set ${gapFix}.`,
     );
   }
-  if (
-    c.enableKeepAlive &&
-    c.keepAliveInterval > c.keepAliveInitialDelay &&
-    gap < CLOUD_LB_IDLE_MS
-  ) {
+  if (c.enableKeepAlive && c.keepAliveInterval > delay && gap < CLOUD_LB_IDLE_MS) {
     note(
       'KEEPALIVE_SPACING',
       `keepAliveInterval ${sec(c.keepAliveInterval)} is above keepAliveInitialDelay ${sec(c.keepAliveInitialDelay)}: an idle connection is probed every ${sec(c.keepAliveInterval)}, which must stay below the idle timeout of the path (see probe).`,
     );
   }
-  if (c.idlePingInterval === 0 && (!c.enableKeepAlive || c.keepAliveInitialDelay >= IPVS_IDLE_MS)) {
+  if (c.idlePingInterval === 0 && (!c.enableKeepAlive || delay >= IPVS_IDLE_MS)) {
     risk(
       'NO_IDLE_DEFENCE',
       `idle pings are off and TCP keepalive does not fire within 900 s: nothing keeps idle connections alive. Set ${envName('idlePingInterval')}=120000.`,
@@ -182,8 +178,9 @@ export function advise(input: AdviceInput): Advice[] {
     );
   }
   const rb = socket?.tcp ? socket.readback : undefined;
-  if (c.enableKeepAlive && rb && rb.keepAliveIdle !== undefined) {
-    const expected = Math.floor(c.keepAliveInitialDelay / 1000) * 1000;
+  const kernelDecides = delay !== Math.floor(c.keepAliveInitialDelay / 1000) * 1000;
+  if (c.enableKeepAlive && rb && rb.keepAliveIdle !== undefined && !kernelDecides) {
+    const expected = delay;
     if (rb.keepAliveEnabled === false || rb.keepAliveIdle !== expected) {
       risk(
         'KEEPALIVE_NOT_APPLIED',

@@ -5,7 +5,13 @@
  * @packageDocumentation
  */
 import mysql from 'mysql2';
-import type { Pool as Mysql2Pool, PoolConnection } from 'mysql2';
+import type {
+  Pool as Mysql2Pool,
+  PoolCluster as Mysql2PoolCluster,
+  PoolClusterOptions,
+  PoolConnection,
+} from 'mysql2';
+import { KeepalivePoolCluster } from './cluster.js';
 import type { KeepalivePoolOptions, ResolvedConfig } from './config.js';
 import { KeepalivePool } from './pool.js';
 import type {
@@ -19,6 +25,8 @@ import type {
 } from './stats.js';
 
 export { KeepalivePool } from './pool.js';
+export { KeepalivePoolCluster } from './cluster.js';
+export type { KeepalivePoolClusterOptions } from './cluster.js';
 export type {
   AcquireTimeoutEvent,
   DeadConnectionEvent,
@@ -45,8 +53,8 @@ export { resolveConfig, describeConfig, envName } from './config.js';
 
 // The package root also stands in for the mysql2 module where a library is handed one:
 // TypeORM's `driver: require('mysql2-keepalive-pool')` calls `createPool` on it (and
-// `createPoolCluster` only for its `replication` option, which this package does not offer), and
-// code written against `require('mysql2')` uses these helpers. They are mysql2's own.
+// `createPoolCluster` for its `replication` option), and code written against `require('mysql2')`
+// uses these helpers. They are mysql2's own.
 /** mysql2's `escape`: a value as an SQL literal. */
 export const escape: typeof mysql.escape = mysql.escape;
 /** mysql2's `escapeId`: an identifier, backquoted. */
@@ -115,4 +123,37 @@ export interface Pool extends Mysql2Pool {
  */
 export function createPool(options?: KeepalivePoolOptions | string): Pool {
   return new KeepalivePool(options) as unknown as Pool;
+}
+
+/**
+ * The cluster returned by {@link createPoolCluster}: mysql2's `PoolCluster` (same methods,
+ * selectors and events) whose every node is a {@link Pool} of this package, plus per-node
+ * observation.
+ */
+export interface PoolCluster extends Omit<Mysql2PoolCluster, 'add'> {
+  /** Adds a node named `CLUSTER::<n>`; options as for {@link createPool}. */
+  add(config: KeepalivePoolOptions): void;
+  /** Adds a node with this id (ignored if the id exists); options or a `mysql://` URL. */
+  add(id: string, config: KeepalivePoolOptions | string): void;
+  /** The pool of each node still in the cluster, by node id. */
+  pools(): ReadonlyMap<string, Pool>;
+  /** {@link PoolStats} of each node still in the cluster, by node id. */
+  stats(): Record<string, PoolStats>;
+  /** Every node's metrics in the Prometheus text format, each sample labelled `node="<id>"`. */
+  metrics(): string;
+}
+
+/**
+ * Creates a cluster with mysql2's PoolCluster API and semantics: `add(id?, config)`,
+ * `remove(pattern)`, `of(pattern, selector)`, `getConnection(pattern?, selector?, cb)`, `end`,
+ * selectors `RR`, `RANDOM` and `ORDER`, `canRetry`, `removeNodeErrorCount`,
+ * `restoreNodeTimeout`, `defaultSelector`, the `warn`/`remove`/`offline`/`online` events and
+ * `Symbol.dispose`. Each node is a keepalive pool: a node config is {@link createPool}'s
+ * options, `MYSQL_*` variables fill in what it does not set, and its pool is named after the
+ * node id unless the config names it.
+ *
+ * @param options - mysql2's PoolCluster options.
+ */
+export function createPoolCluster(options?: PoolClusterOptions): PoolCluster {
+  return new KeepalivePoolCluster(options) as unknown as PoolCluster;
 }

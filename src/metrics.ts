@@ -19,6 +19,8 @@ export const METRIC_PREFIX = 'mysql2_keepalive_pool_';
 /** What the metrics are read from: a pool, or anything with a name and `stats()`. */
 export interface MetricsSource {
   readonly name: string;
+  /** Labels added to every sample of this source (a cluster adds `node`). */
+  readonly labels?: Readonly<Record<string, string>>;
   stats(): PoolStats;
 }
 
@@ -104,7 +106,7 @@ export function collectMetrics(pools: MetricsSource | readonly MetricsSource[]):
     }
     seen.add(p.name);
   }
-  const snapshots = list.map((p) => ({ pool: p.name, s: p.stats() }));
+  const snapshots = list.map((p) => ({ pool: p.name, extra: p.labels ?? {}, s: p.stats() }));
   const family = (
     name: string,
     type: MetricFamily['type'],
@@ -114,10 +116,10 @@ export function collectMetrics(pools: MetricsSource | readonly MetricsSource[]):
     name: METRIC_PREFIX + name,
     help,
     type,
-    samples: snapshots.flatMap(({ pool, s }) =>
+    samples: snapshots.flatMap(({ pool, extra, s }) =>
       samples(pool, s)
         .filter((x): x is [Record<string, string>, number] => x[1] !== null)
-        .map(([labels, value]) => ({ labels: { pool, ...labels }, value })),
+        .map(([labels, value]) => ({ labels: { pool, ...extra, ...labels }, value })),
     ),
   });
   const seconds = (ms: number | null | undefined): number | null =>

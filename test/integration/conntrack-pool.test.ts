@@ -185,6 +185,25 @@ describe('conntrack: our pool through the rig', { skip, concurrency: true }, () 
     });
   }
 
+  test('drop mode: keepAliveInitialDelay alone below the timeout keeps every flow (the interval default follows it)', async (t) => {
+    // Issue 9: with plain mysql2 `keepAliveInitialDelay: 1000` probes every second (Node sets
+    // TCP_KEEPINTVL to 1 s); the derived keepAliveInterval must not stretch that to 10 s.
+    await withRig('drop', async (rig) => {
+      const { res, ct } = await runScenario(
+        rig,
+        poolArgs(N, { keepAliveInitialDelay: 1000, idlePingInterval: 0 }),
+        { module: MODULE },
+      );
+      t.diagnostic(summary(res, ct));
+      assert.equal(ct.atWarm, N);
+      assert.equal(ct.atIdleDone, N, 'keepalive probes kept every flow in conntrack');
+      assertAllOk(res, N);
+      const stats = statsOf(res);
+      assert.equal(deadTotal(stats), 0, `no dead connections: ${JSON.stringify(stats.dead)}`);
+      assert.equal(stats.created, N, 'no reconnect');
+    });
+  });
+
   test('drop mode: a keepAliveInterval above the timeout defeats a keepAliveInitialDelay below it', async (t) => {
     // Kernel fact behind KEEPALIVE_BELOW: after the first probe is answered, the next one comes
     // TCP_KEEPINTVL later, so probes are max(delay, interval) apart: 10 s here, past the 3 s rig.

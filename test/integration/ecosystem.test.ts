@@ -1,6 +1,7 @@
 /**
  * The examples in examples/ are what users copy: Kysely (callback pool, ESM), Drizzle (promise
- * pool, ESM) and TypeORM (`driver: require('mysql2-keepalive-pool')`, CommonJS). Each runs here
+ * pool, ESM), TypeORM (`driver: require('mysql2-keepalive-pool')`, CommonJS) and TypeORM with
+ * `replication` (the same driver's createPoolCluster: a master and two slaves). Each runs here
  * as a plain `node` process that imports the BUILT package by name (self-reference through
  * package.json "exports", so dist/ must be built: `npm test` builds first), exactly as a user's
  * code would:
@@ -32,13 +33,20 @@ interface ExampleResult {
   example: string;
   rounds: Array<Record<string, unknown>>;
   stats: PoolStatsLike;
+  /** Per cluster node (the replication example). */
+  nodes?: Record<string, PoolStatsLike>;
 }
 
 interface Example {
   file: string;
   /** What each round must have produced. */
   check(round: Record<string, unknown>, n: number): void;
+  /** What the run through the rig must have shown beyond the common checks. */
+  checkRig?(out: ExampleResult): void;
 }
+
+const deadOf = (s: PoolStatsLike | undefined): number =>
+  Object.values(s?.dead ?? {}).reduce((a, b) => a + b, 0);
 
 const common = (round: Record<string, unknown>): void => {
   assert.deepEqual(round.values, [1, 2, 3], 'the queries answered');
@@ -65,6 +73,31 @@ const EXAMPLES: Example[] = [
     check(round, n) {
       common(round);
       assert.equal(round.count, 2 * n, 'rows of every committed transaction, none of the others');
+    },
+  },
+  {
+    // TypeORM `replication`: createPoolCluster on the driver, MASTER for writes, SLAVE* for reads.
+    file: 'examples/typeorm-replication.cjs',
+    check(round, n) {
+      common(round);
+      assert.equal(round.count, 2 * n, 'a slave read every committed row, none of the others');
+      assert.equal(round.writeNode, 'MASTER', 'writes ran on the master');
+      const reads = round.readNodes as string[];
+      assert.equal(reads.length, 4);
+      for (const node of reads) assert.match(node, /^SLAVE[01]$/, 'reads ran on the slaves');
+    },
+    checkRig(out) {
+      const nodes = out.nodes ?? {};
+      assert.deepEqual(Object.keys(nodes).sort(), ['MASTER', 'SLAVE0', 'SLAVE1']);
+      // Both sides lost their flows and both had them replaced behind TypeORM's back.
+      assert.ok(
+        deadOf(nodes.MASTER) >= 1,
+        `the master found dead connections: ${JSON.stringify(nodes.MASTER?.dead)}`,
+      );
+      assert.ok(
+        deadOf(nodes.SLAVE0) + deadOf(nodes.SLAVE1) >= 1,
+        `the slaves found dead connections: ${JSON.stringify([nodes.SLAVE0?.dead, nodes.SLAVE1?.dead])}`,
+      );
     },
   },
 ];
@@ -186,6 +219,7 @@ describe(
             out.stats.created >= 2,
             `dead connections (${dead}) were replaced by new ones (${out.stats.created} opened)`,
           );
+          ex.checkRig?.(out);
         });
       });
     }

@@ -306,8 +306,17 @@ const rows = await pool.promise().query('SELECT 1 + 1 AS two').then(([r]) => r);
 await pool.promise().end();
 const promisePool = createPromisePool({ connectionLimit: 1 });
 await promisePool.end();
+// createPoolCluster from both entries, on the packed build: a node answers.
+const cluster = createPromisePoolCluster();
+cluster.add('NODE', { connectionLimit: 1 });
+const [clusterRows] = await cluster.of('NODE').query('SELECT 3 AS three');
+await cluster.end();
+const callbackCluster = createPoolCluster();
+callbackCluster.add('NODE', { connectionLimit: 1 });
+callbackCluster.end();
 console.log(JSON.stringify({
   two: rows[0].two,
+  three: clusterRows[0].three,
   from: import.meta.url ?? null,
   sameErrorClass: PoolError === PromisePoolError,
   helpers: [typeof escape, typeof format, typeof Types.DECIMAL, typeof createPoolCluster],
@@ -320,7 +329,7 @@ console.log(JSON.stringify({
       body(`import { createPool, PoolError, escape, format, Types } from 'mysql2-keepalive-pool';
 import * as root from 'mysql2-keepalive-pool';
 const { createPoolCluster } = root;
-import { createPool as createPromisePool, PoolError as PromisePoolError } from 'mysql2-keepalive-pool/promise';`),
+import { createPool as createPromisePool, PoolError as PromisePoolError, createPoolCluster as createPromisePoolCluster } from 'mysql2-keepalive-pool/promise';`),
     );
     const { stdout } = await run(process.execPath, ['run.mjs'], {
       cwd: consumer,
@@ -330,7 +339,8 @@ import { createPool as createPromisePool, PoolError as PromisePoolError } from '
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     assert.equal(out.two, 2);
     assert.equal(out.sameErrorClass, true, 'one PoolError class across the two entry points');
-    assert.deepEqual(out.helpers, ['function', 'function', 'number', 'undefined']);
+    assert.deepEqual(out.helpers, ['function', 'function', 'number', 'function']);
+    assert.equal(out.three, 3, 'a cluster node of the packed build answered');
   });
 
   test('CommonJS: require the package name', async () => {
@@ -338,7 +348,7 @@ import { createPool as createPromisePool, PoolError as PromisePoolError } from '
       path.join(consumer, 'run.cjs'),
       `(async () => {
 const { createPool, PoolError, escape, format, Types, createPoolCluster } = require('mysql2-keepalive-pool');
-const { createPool: createPromisePool, PoolError: PromisePoolError } = require('mysql2-keepalive-pool/promise');
+const { createPool: createPromisePool, PoolError: PromisePoolError, createPoolCluster: createPromisePoolCluster } = require('mysql2-keepalive-pool/promise');
 const resolved = require.resolve('mysql2-keepalive-pool');
 ${body('').replace('from: import.meta.url ?? null', 'from: resolved').replace(/^\n/, '')}
 })().catch((e) => { console.error(e); process.exitCode = 1; });
@@ -356,7 +366,8 @@ ${body('').replace('from: import.meta.url ?? null', 'from: resolved').replace(/^
       String(out.from),
       /kapool-pack-[^/]+\/consumer\/node_modules\/mysql2-keepalive-pool\/dist\/index\.cjs$/,
     );
-    assert.deepEqual(out.helpers, ['function', 'function', 'number', 'undefined']);
+    assert.deepEqual(out.helpers, ['function', 'function', 'number', 'function']);
+    assert.equal(out.three, 3, 'a cluster node of the packed build answered');
   });
 });
 

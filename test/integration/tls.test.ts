@@ -7,14 +7,15 @@
  * What is checked on the server side, not just in our config: the session is encrypted
  * (Ssl_cipher), the chain and the host name are verified when asked, a client certificate is
  * what authenticates a REQUIRE SUBJECT user, and a server without TLS is refused rather than
- * silently used in plain text.
+ * silently used in plain text, except with PREFERRED, which asks for exactly that.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { inspect } from 'node:util';
+import { format, inspect } from 'node:util';
+import createDebug from 'debug';
 import mysql from 'mysql2';
 import type { PoolConnection, RowDataPacket } from 'mysql2';
 import { ConfigError } from '../../src/errors.js';
@@ -153,8 +154,22 @@ describe('MYSQL_SSL_MODE against a server with TLS', () => {
     assert.equal(await cipherOf(envPool(tlsDb, {})), '', 'no TLS variable: mysql2’s default');
   });
 
-  test('PREFERRED encrypts, like REQUIRED', async () => {
-    assert.notEqual(await cipherOf(envPool(tlsDb, { MYSQL_SSL_MODE: 'PREFERRED' })), '');
+  test('PREFERRED encrypts when the server offers TLS, and says so in a debug line', async () => {
+    let cipher = '';
+    const lines = await captureTlsDebug(async () => {
+      cipher = await cipherOf(
+        envPool(tlsDb, { MYSQL_SSL_MODE: 'PREFERRED' }, { name: 'pref-tls' }),
+      );
+    });
+    assert.notEqual(cipher, '');
+    assert.ok(
+      lines.some((l) =>
+        /pref-tls: MYSQL_SSL_MODE=PREFERRED: the server offers TLS, this connection uses TLS/.test(
+          l,
+        ),
+      ),
+      lines.join('\n'),
+    );
   });
 
   test('REQUIRED does not verify: a certificate from another CA is accepted', async () => {
@@ -330,13 +345,58 @@ describe('MYSQL_SSL_MODE against a server with TLS', () => {
 });
 
 describe('a server without TLS', () => {
-  test('REQUIRED and PREFERRED fail at once with mysql2’s HANDSHAKE_NO_SSL_SUPPORT: never a silent downgrade', async () => {
-    for (const mode of ['REQUIRED', 'PREFERRED']) {
+  test('REQUIRED (and VERIFY_CA) fail at once with mysql2’s HANDSHAKE_NO_SSL_SUPPORT: never a silent downgrade', async () => {
+    const envs: Record<string, string>[] = [
+      { MYSQL_SSL_MODE: 'REQUIRED' },
+      { MYSQL_SSL_MODE: 'VERIFY_CA', MYSQL_SSL_CA_FILE: pki.caFile },
+    ];
+    for (const env of envs) {
       const started = Date.now();
-      const err = await failure(envPool(plainDb, { MYSQL_SSL_MODE: mode }));
-      assert.equal(err.code, 'HANDSHAKE_NO_SSL_SUPPORT', `${mode}: ${String(err)}`);
+      const err = await failure(envPool(plainDb, env));
+      assert.equal(err.code, 'HANDSHAKE_NO_SSL_SUPPORT', `${env.MYSQL_SSL_MODE}: ${String(err)}`);
       assert.ok(Date.now() - started < 8000, 'the cause, before acquireTimeout');
     }
     assert.equal(await cipherOf(envPool(plainDb, { MYSQL_SSL_MODE: 'DISABLED' })), '');
   });
+
+  test('PREFERRED falls back to plain text on the same connection, and says so in a debug line', async () => {
+    const pool = envPool(plainDb, { MYSQL_SSL_MODE: 'PREFERRED' }, { name: 'pref-plain' });
+    let cipher = 'unset';
+    let conns: PoolConnection[] = [];
+    const lines = await captureTlsDebug(async () => {
+      conns = await Promise.all([getConn(pool), getConn(pool)]);
+      cipher = await sessionStatus(conns[0]!, 'Ssl_cipher');
+    });
+    try {
+      assert.equal(cipher, '', 'plain text');
+      assert.equal(pool.stats().created, 2, 'one handshake per connection, no retry');
+      assert.equal(pool.stats().createErrors, 0);
+      const decided = lines.filter((l) =>
+        /pref-plain: MYSQL_SSL_MODE=PREFERRED: the server does not offer TLS, this connection uses plain text/.test(
+          l,
+        ),
+      );
+      assert.equal(decided.length, 2, lines.join('\n'));
+    } finally {
+      for (const c of conns) c.release();
+    }
+  });
 });
+
+/** Debug lines of the :tls namespace written while `fn` runs. */
+async function captureTlsDebug(fn: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const saved = { log: createDebug.log, namespaces: createDebug.disable() };
+  createDebug.log = (...args: unknown[]) => {
+    lines.push(format(...args));
+  };
+  createDebug.enable('mysql2-keepalive-pool:tls');
+  try {
+    await fn();
+  } finally {
+    createDebug.disable();
+    if (saved.namespaces) createDebug.enable(saved.namespaces);
+    createDebug.log = saved.log;
+  }
+  return lines;
+}

@@ -98,10 +98,12 @@ describe('MYSQL_SSL_MODE', () => {
     assert.equal(cfg.sources.ssl, 'env');
   });
 
-  it('PREFERRED is REQUIRED: mysql2 has no fallback to plain TCP', (t) => {
-    assert.deepEqual(resolve(t, { MYSQL_SSL_MODE: 'PREFERRED' }).ssl, {
-      rejectUnauthorized: false,
-    });
+  it("PREFERRED asks for REQUIRED's TLS and records the mode (each connection decides, see tls-preferred)", (t) => {
+    const { cfg, ssl } = resolve(t, { MYSQL_SSL_MODE: 'PREFERRED' });
+    assert.deepEqual(ssl, { rejectUnauthorized: false });
+    assert.equal(cfg.sslMode, 'PREFERRED');
+    assert.equal(resolve(t, { MYSQL_SSL_MODE: 'REQUIRED' }).cfg.sslMode, 'REQUIRED');
+    assert.equal(resolve(t, {}).cfg.sslMode, undefined);
   });
 
   it('DISABLED means no TLS', (t) => {

@@ -99,6 +99,20 @@ test('advise: a live socket whose TCP_KEEPIDLE is not the configured one', () =>
   assert.match(a[0]!.message, /TCP_KEEPIDLE 7200 s, expected on and 60 s/);
 });
 
+test("advise: keepAliveInitialDelay below 1 s leaves the kernel's idle time: not a mismatch, but no protection", () => {
+  const rb = { ...input().socket!.readback, keepAliveIdle: 7_200_000 };
+  const a = advise(
+    input(
+      { socket: { tcp: true, readback: rb } },
+      { keepAliveInitialDelay: 500, idlePingInterval: 0 },
+    ),
+  );
+  const codes = a.map((x) => x.code);
+  assert.ok(!codes.includes('KEEPALIVE_NOT_APPLIED'), codes.join());
+  // With pings off, the 7200 s the kernel keeps is what is judged (no keepalive within 900 s).
+  assert.ok(codes.length > 0, 'the unprotected idle connections are reported');
+});
+
 test("advise: this namespace's conntrack forgets flows before keepalive fires", () => {
   const a = advise(input({ kernel: { conntrackEstablishedTimeoutSec: 5 } }));
   assert.deepEqual(
@@ -140,6 +154,7 @@ test('advise: config warnings not covered above, and unknown MYSQL_* variables, 
       },
       {
         acquireTimeout: 5000,
+        connectTimeout: 10_000,
       },
     ),
   );

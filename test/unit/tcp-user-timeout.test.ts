@@ -42,8 +42,15 @@ test('a user timeout at delay + interval makes one lost probe fatal: warned', ()
   );
 });
 
-test('raising keepAliveInitialDelay past the default user timeout is warned about too', () => {
+test('raising keepAliveInitialDelay alone raises the default user timeout with it: no warning', () => {
   const c = resolveConfig({ keepAliveInitialDelay: 300_000 }, {});
+  assert.equal(c.tcpUserTimeout, 330_000);
+  assert.deepEqual(idleDeath(300_000, 10_000, c.tcpUserTimeout), [330_000, 3]);
+  assert.deepEqual(c.warnings, []);
+});
+
+test('raising keepAliveInitialDelay past a tcpUserTimeout that was set is warned about', () => {
+  const c = resolveConfig({ keepAliveInitialDelay: 300_000, tcpUserTimeout: 90_000 }, {});
   assert.deepEqual(idleDeath(300_000, 10_000, 90_000), [310_000, 1]);
   assert.match(c.warnings.join('\n'), /use at least 330000 ms/);
 });

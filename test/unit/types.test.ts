@@ -15,10 +15,13 @@ import type {
   Pool as Mysql2PromisePool,
   PoolConnection as PromisePoolConnection,
 } from 'mysql2/promise';
-import { ConfigError, createPool, PoolError } from '../../src/index.js';
-import type { KeepalivePoolOptions, Pool, PoolStats } from '../../src/index.js';
-import { createPool as createPromisePool } from '../../src/promise.js';
-import type { Pool as PromisePool } from '../../src/promise.js';
+import { ConfigError, createPool, createPoolCluster, PoolError } from '../../src/index.js';
+import type { KeepalivePoolOptions, Pool, PoolCluster, PoolStats } from '../../src/index.js';
+import {
+  createPool as createPromisePool,
+  createPoolCluster as createPromisePoolCluster,
+} from '../../src/promise.js';
+import type { Pool as PromisePool, PoolCluster as PromisePoolCluster } from '../../src/promise.js';
 
 type Equal<A, B> =
   (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -84,5 +87,50 @@ export function errorTypes(e: PoolError, ce: ConfigError): void {
   expectType<Equal<typeof e.code, PoolError['code']>>();
   expectType<Equal<typeof ce.code, 'INVALID_CONFIG'>>();
 }
+
+// createPoolCluster: mysql2's PoolCluster overloads, node configs typed as createPool's options.
+export function clusterApi(cluster: PoolCluster): void {
+  cluster.add({ host: 'db', idlePingInterval: 60000 });
+  cluster.add('REPLICA1', { host: 'replica-1', validationTimeout: 500 });
+  cluster.add('REPLICA2', 'mysql://app@replica-2/shop');
+  // @ts-expect-error idlePingInterval is a number of milliseconds
+  cluster.add('BAD', { idlePingInterval: '2m' });
+  cluster.getConnection('REPLICA*', 'RR', (err, conn) => {
+    expectType<Equal<typeof err, NodeJS.ErrnoException | null>>();
+    expectType<Equal<typeof conn, PoolConnection>>();
+    conn.release();
+  });
+  cluster.of('REPLICA*', 'RANDOM').query<RowDataPacket[]>('SELECT 1', (_err, rows) => {
+    expectType<Equal<typeof rows, RowDataPacket[]>>();
+  });
+  cluster.on('offline', (nodeId) => {
+    expectType<Equal<typeof nodeId, string>>();
+  });
+  const stats: Record<string, PoolStats> = cluster.stats();
+  const pool: Pool | undefined = cluster.pools().get('REPLICA1');
+  const text: string = cluster.metrics();
+  cluster.remove('REPLICA*');
+  cluster.end((err) => {
+    expectType<Equal<typeof err, NodeJS.ErrnoException | null>>();
+  });
+  void [stats, pool, text];
+}
+
+export async function promiseClusterApi(cluster: PromisePoolCluster): Promise<void> {
+  cluster.add('MASTER', { host: 'primary', idlePingInterval: 60000 });
+  const [rows] = await cluster.query<RowDataPacket[]>('SELECT 1');
+  expectType<Equal<typeof rows, RowDataPacket[]>>();
+  const [res] = await cluster.of('SLAVE*').execute<ResultSetHeader>('UPDATE t SET a = ?', [1]);
+  expectType<Equal<typeof res, ResultSetHeader>>();
+  const conn = await cluster.getConnection('SLAVE*', 'ORDER');
+  expectType<Equal<typeof conn, PromisePoolConnection>>();
+  conn.release();
+  const core: PoolCluster = cluster.poolCluster;
+  await cluster.end();
+  await cluster[Symbol.asyncDispose]();
+  void core;
+}
+void createPoolCluster;
+void createPromisePoolCluster;
 
 test('type tests compile (see npm run typecheck)', () => {});
