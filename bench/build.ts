@@ -44,6 +44,9 @@ export function buildPackage(): Promise<PackageBuild> {
       sourcemap: false,
       clean: true,
       splitting: true,
+      // As tsup.config.ts: rollup splits the CommonJS chunks (tsup's own CommonJS splitting runs
+      // sucrase, which turns every ?. and ?? into helper calls).
+      treeshake: true,
       shims: true,
       silent: true,
     });
