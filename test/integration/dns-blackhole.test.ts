@@ -78,7 +78,9 @@ describe('cluster DNS black-holed (kernel rig)', { skip }, () => {
       // The pool did all of it...
       assert.equal(result.warmCids.length, 4);
       const s = result.stats;
-      assert.ok(s.validations >= 8, `every checkout was validated: ${s.validations}`);
+      // Validation ran (the phase under test): a connection handed straight from a releasing
+      // caller to a waiting one has not idled, so not every one of the 8 checkouts pings.
+      assert.ok(s.validations >= 4, `checkouts were validated: ${s.validations}`);
       assert.ok(s.idlePings >= 4, `idle pings: ${s.idlePings}`);
       assert.equal(s.healthChecks, 1);
       assert.equal(s.healthCheckFailures, 0);
