@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assertNoStall, watchLoop } from '../support/loop-delay.js';
+import { assertNoStall, attributeStall, watchLoop } from '../support/loop-delay.js';
 
 /** A synchronous stall on purpose: on the CPU, or asleep in a blocking call (like a DNS lookup
  * on the main thread). */
@@ -52,4 +52,18 @@ test('an idle window shows no stall, and stop() is idempotent', async () => {
   assert.equal(d.schedstat, true, 'the kernel reports run-queue time (Linux schedstat)');
   assertNoStall(d, 100, 'idle');
   assert.equal(await watch.stop(), d);
+});
+
+test('waiting for a CPU is not charged to the process; running and sleeping alone are', () => {
+  // 205 ms late: 100 ms in the run queue, 5 ms running, the rest asleep.
+  const at = (others: number) => attributeStall(0, 210, 5, 100, others).selfMs;
+  // Asleep while the other threads waited 120 ms for a CPU: waiting on one of them.
+  assert.equal(at(120), 0);
+  // Asleep while nothing else of ours waited: a blocking call, charged in full.
+  assert.equal(at(0), 105);
+  // Part of the sleep is explained, part is not.
+  assert.equal(at(40), 65);
+  // A CPU-bound block: running is always charged (less the sampler period), whatever the
+  // others waited.
+  assert.equal(attributeStall(0, 210, 200, 5, 500).selfMs, 195);
 });
