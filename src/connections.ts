@@ -1,8 +1,8 @@
 /**
  * The connection lifecycle: opening connections within `connectionLimit` (with back-off after
- * failures, socket settings, the server's wait_timeout), closing them, and the record of every
- * open one. This file owns the back-off timers; it knows nothing of callers (checkout.ts decides
- * when to open, health-monitor.ts when a connection must go).
+ * failures, socket settings), closing them, and the record of every open one. This file owns the
+ * back-off timers; it knows nothing of callers (checkout.ts decides when to open,
+ * health-monitor.ts when a connection must go).
  *
  * generic-pool creates and destroys connections within a hard ceiling ({@link connectionCeiling}),
  * through its documented API only (createPool, acquire, destroy, drain, clear). Every open
@@ -21,7 +21,7 @@ import {
   applySocketSettings,
   closeConnection,
   jitterDown,
-  readWaitTimeout,
+  letPeerClose,
 } from './health.js';
 import { PoolConnectionClass } from './mysql2-parts.js';
 import { hold, letGo } from './process-hold.js';
@@ -85,6 +85,9 @@ export interface LifecycleHooks {
   closed(rec: ConnectionRecord): void;
   /** Whether a caller waits (a back-off then holds the process, as work in progress). */
   callersWaiting(): boolean;
+  /** The most connections to open now: `connectionLimit`, or less when lowered at runtime
+   * (mysql2 reads `pool.config.connectionLimit` on every checkout). */
+  connectionLimit(): number;
 }
 
 /** The pool as mysql2's PoolConnection sees it (`_closed`, `releaseConnection`,
@@ -102,8 +105,6 @@ export class Connections {
   readonly #counters: Counters;
   readonly #hooks: LifecycleHooks;
   #nextId = 1;
-  /** The server's wait_timeout in ms (0: unknown), read once by the first connection. */
-  #serverWaitTimeout: Promise<number> | null = null;
   #consecutiveFailures = 0;
   #lastFailure: { error: unknown; at: number } | null = null;
   /** Attempts waiting out their back-off; end() and a success cut them short. */
@@ -150,9 +151,10 @@ export class Connections {
     return this.records.size;
   }
 
-  /** Whether one more connection may be opened without exceeding `connectionLimit`. */
+  /** Whether one more connection may be opened without exceeding `connectionLimit` (as it is
+   * now: see {@link LifecycleHooks.connectionLimit}). */
   canOpen(): boolean {
-    return this.records.size + this.opening < this.#options.connectionLimit;
+    return this.records.size + this.opening < this.#hooks.connectionLimit();
   }
 
   /** The error of the most recent attempt while attempts keep failing, else null. */
@@ -229,11 +231,13 @@ export class Connections {
       reason,
     } satisfies EvictedConnectionEvent);
     // As mysql2: a connection closed by the idle rule is destroyed without COM_QUIT unless
-    // gracefulEnd is set.
+    // gracefulEnd is set, and one whose server closed it finishes closing on its own (mysql2
+    // then emits its 'error').
     const graceful =
       rec.dead === null &&
       (rec.retired !== 'idle-timeout' || this.#options.connection.gracefulEnd === true);
-    closeConnection(conn, graceful, QUIT_GRACE_MS);
+    if (rec.dead === 'socket-end') letPeerClose(conn, QUIT_GRACE_MS);
+    else closeConnection(conn, graceful, QUIT_GRACE_MS);
     this.#free(rec);
     this.#hooks.closed(rec);
   }
@@ -345,17 +349,6 @@ export class Connections {
     if (this.#pool._closed) {
       closeConnection(conn, true, QUIT_GRACE_MS);
       throw closedError();
-    }
-    if (o.idlePingInterval > 0) {
-      // Read once per pool, by the first connection: every connection of a pool talks to the same
-      // server settings, and a query per connect would cost each one a round trip.
-      this.#serverWaitTimeout ??= readWaitTimeout(conn, o.validationTimeout);
-      rec.serverWaitTimeoutMs = await this.#serverWaitTimeout;
-      // end() ran during the read: it closed what it knew of, which was not this one yet.
-      if (this.#pool._closed) {
-        closeConnection(conn, true, QUIT_GRACE_MS);
-        throw closedError();
-      }
     }
     this.records.set(conn, rec);
     this.#counters.created++;

@@ -1,7 +1,8 @@
 /**
  * When connections are checked, and what follows: the checkout verdict (lend, validate with a
- * ping, or discard), the pings themselves, the suspect sweep after a death, idle pings, leak
- * detection, and the housekeeper (max lifetime, mysql2's maxIdle/idleTimeout rule, minIdle).
+ * ping, or discard), the pings themselves, the suspect sweep after a death, idle pings (and the
+ * one read of the server's wait_timeout that bounds them), leak detection, and the housekeeper
+ * (max lifetime, mysql2's maxIdle/idleTimeout rule, minIdle).
  *
  * Timers owned here: each connection's idle-ping and leak timers (stored on its record, cleared by
  * `ConnectionRecord.dispose`) and the pool's one housekeeping interval (cleared by `stop`). All
@@ -11,7 +12,7 @@ import type { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
-import { isUnusable, jitterDown, pingWithTimeout } from './health.js';
+import { isUnusable, jitterDown, pingWithTimeout, readWaitTimeout } from './health.js';
 import type { ConnectionRecord, DeadReason } from './health.js';
 import { hold } from './process-hold.js';
 import type { Counters, DeadConnectionEvent, LeakEvent, LeakReleasedEvent } from './stats.js';
@@ -20,6 +21,17 @@ const debug = createDebug('mysql2-keepalive-pool:pool');
 
 /** The housekeeper's period: idle-timeout, max-lifetime and min-idle upkeep. */
 const HOUSEKEEPING_MS = 1000;
+
+/** How long a connection must have idled before it reads the server's wait_timeout for the pool:
+ * never a connection a caller has just been given or is using in a loop, and never before a new
+ * connection's first query (mysql2's own tests, and servers that answer only their own protocol,
+ * observe what a fresh connection sends). */
+export const WAIT_TIMEOUT_READ_IDLE_MS = 500;
+
+/** Where the pool's one read of the server's wait_timeout stands. */
+const READ_PENDING = 0;
+const READ_RUNNING = 1;
+const READ_DONE = 2;
 
 /** Verdicts of {@link HealthMonitor.checkoutVerdict}. */
 export const LEND = 0;
@@ -54,6 +66,10 @@ export class HealthMonitor {
   readonly #parts: MonitorParts;
   readonly #leakDetection: boolean;
   #housekeeper: NodeJS.Timeout | null = null;
+  /** The server's wait_timeout in ms (0: unknown), read once per pool, lazily (see
+   * {@link WAIT_TIMEOUT_READ_IDLE_MS}); only while idle pings are on, which it bounds. */
+  #serverWaitTimeoutMs = 0;
+  #waitTimeoutRead: typeof READ_PENDING | typeof READ_RUNNING | typeof READ_DONE;
 
   constructor(
     pool: EventEmitter,
@@ -66,6 +82,7 @@ export class HealthMonitor {
     this.#counters = counters;
     this.#parts = parts;
     this.#leakDetection = options.leakDetectionThreshold > 0;
+    this.#waitTimeoutRead = options.idlePingInterval > 0 ? READ_PENDING : READ_DONE;
     this.#housekeeper = setInterval(() => this.#housekeep(), HOUSEKEEPING_MS);
     this.#housekeeper.unref();
   }
@@ -234,18 +251,26 @@ export class HealthMonitor {
     this.#scheduleIdlePing(rec);
   }
 
-  /** The idle-ping period for a connection: the configured interval, kept below the server's
-   * wait_timeout so the server never closes an idle pooled connection on its own. */
-  #pingPeriod(rec: ConnectionRecord): number {
+  /** The server's wait_timeout in ms as read for this pool; 0 while unknown. */
+  get serverWaitTimeoutMs(): number {
+    return this.#serverWaitTimeoutMs;
+  }
+
+  /** The idle-ping period: the configured interval, kept below the server's wait_timeout so the
+   * server never closes an idle pooled connection on its own. */
+  #pingPeriod(): number {
     const interval = this.#options.idlePingInterval;
-    if (rec.serverWaitTimeoutMs > 0)
-      return Math.min(interval, Math.floor(rec.serverWaitTimeoutMs * 0.8));
+    if (this.#serverWaitTimeoutMs > 0)
+      return Math.min(interval, Math.floor(this.#serverWaitTimeoutMs * 0.8));
     return interval;
   }
 
   #scheduleIdlePing(rec: ConnectionRecord, delay?: number): void {
     if (this.#options.idlePingInterval <= 0 || this.#parts.closed()) return;
-    const wait = delay ?? jitterDown(this.#pingPeriod(rec), 0.1);
+    let wait = delay ?? jitterDown(this.#pingPeriod(), 0.1);
+    // Until the pool knows the server's wait_timeout, every connection looks again soon for the
+    // moment it has idled long enough to read it.
+    if (this.#waitTimeoutRead === READ_PENDING) wait = Math.min(wait, WAIT_TIMEOUT_READ_IDLE_MS);
     rec.pingTimer = setTimeout(() => this.#idlePingDue(rec), wait);
     rec.pingTimer.unref();
   }
@@ -253,8 +278,19 @@ export class HealthMonitor {
   #idlePingDue(rec: ConnectionRecord): void {
     rec.pingTimer = null;
     if (this.#parts.closed() || rec.outOfService || !this.#parts.records.has(rec.conn)) return;
-    const period = this.#pingPeriod(rec);
     const idle = rec.idleFor(Date.now());
+    if (this.#waitTimeoutRead === READ_PENDING) {
+      if (!rec.borrowed && rec.pinging === null && idle >= WAIT_TIMEOUT_READ_IDLE_MS) {
+        this.#readWaitTimeout(rec);
+      } else {
+        this.#scheduleIdlePing(
+          rec,
+          Math.max(1, WAIT_TIMEOUT_READ_IDLE_MS - (rec.borrowed ? 0 : idle)),
+        );
+      }
+      return;
+    }
+    const period = this.#pingPeriod();
     // A borrowed connection is never pinged (the borrower owns it); a recently used one is alive.
     if (rec.borrowed || rec.pinging || idle < period * 0.9) {
       this.#scheduleIdlePing(rec, Math.max(1, jitterDown(period, 0.1) - (rec.borrowed ? 0 : idle)));
@@ -265,6 +301,69 @@ export class HealthMonitor {
       if (alive) this.#scheduleIdlePing(rec);
       else this.#parts.evictOutOfService();
     });
+  }
+
+  /**
+   * The pool's one read of the server's wait_timeout, on an idle connection, reserved like an
+   * idle ping: a borrower who picks it meanwhile waits for the verdict instead of racing it.
+   * Answered: every connection's idle pings follow the new period. Not answered in time: the
+   * connection is as dead as one whose ping timed out, and the next idle connection asks again.
+   * Answered with an error (a server that speaks only the protocol closes a connection on any
+   * query): never asked again, and pings keep `idlePingInterval`.
+   */
+  #readWaitTimeout(rec: ConnectionRecord): void {
+    this.#waitTimeoutRead = READ_RUNNING;
+    const started = Date.now();
+    const idleAtStart = rec.idleFor(started);
+    const verdict = readWaitTimeout(rec.conn, this.#options.validationTimeout).then((outcome) => {
+      rec.pinging = null;
+      if (outcome.ok) {
+        this.#waitTimeoutRead = READ_DONE;
+        this.#serverWaitTimeoutMs = outcome.ms;
+        debug('%s: server wait_timeout %d ms', this.#options.name, outcome.ms);
+      } else if (outcome.timedOut) {
+        this.#waitTimeoutRead = READ_PENDING;
+      } else {
+        this.#waitTimeoutRead = READ_DONE;
+        debug('%s: wait_timeout unreadable: %s', this.#options.name, outcome.error);
+      }
+      const alive = !rec.dead && !isUnusable(rec.conn) && (outcome.ok || !outcome.timedOut);
+      if (alive) {
+        rec.lastAliveAt = Date.now();
+      } else {
+        this.lastPingFailure = outcome.ok
+          ? new Error('connection closed while reading wait_timeout')
+          : outcome.timedOut
+            ? new Error(
+                `SELECT @@wait_timeout not answered within ${this.#options.validationTimeout} ms`,
+              )
+            : outcome.error;
+        this.foundDead(
+          rec,
+          !outcome.ok && outcome.timedOut ? 'idle-ping-timeout' : 'idle-ping-error',
+          started,
+          idleAtStart,
+        );
+      }
+      this.#rescheduleIdlePings();
+      return alive;
+    });
+    rec.pinging = verdict;
+  }
+
+  /** The read is over: every connection's next idle ping is due one (new) period after it was
+   * last alive (or, when the read must be tried again, as soon as one has idled long enough).
+   * Connections with a ping in flight reschedule when it answers. */
+  #rescheduleIdlePings(): void {
+    const now = Date.now();
+    const period = this.#pingPeriod();
+    for (const other of this.#parts.records.values()) {
+      if (other.outOfService || other.pinging !== null) continue;
+      if (other.pingTimer) clearTimeout(other.pingTimer);
+      other.pingTimer = null;
+      const idle = other.borrowed ? 0 : other.idleFor(now);
+      this.#scheduleIdlePing(other, Math.max(1, jitterDown(period, 0.1) - idle));
+    }
   }
 
   // -------------------------------------------------------------------------------------------

@@ -41,8 +41,6 @@ export class ConnectionRecord {
   lastAliveAt: number;
   /** Retirement deadline from maxLifetime (jittered), 0 = never. */
   retireAt: number;
-  /** The server's wait_timeout in ms, once known (0 = unknown). */
-  serverWaitTimeoutMs = 0;
   borrowed = false;
   borrowedAt = 0;
   /** Stack of the code that borrowed it, captured only when leak detection is on. */
@@ -160,14 +158,34 @@ export function pingWithTimeout(conn: PoolConnection, timeoutMs: number): Promis
   });
 }
 
+/** Result of {@link readWaitTimeout}; it never rejects. `error`: the server answered with an
+ * error or closed the connection (a protocol-only server does on any query). */
+export type WaitTimeoutOutcome =
+  { ok: true; ms: number } | { ok: false; timedOut: boolean; error?: unknown };
+
 /**
- * Reads the session's wait_timeout (seconds → ms). Sent as a raw command so that it bypasses
- * mysql2's `mysql2:query` tracing: this is health traffic, not the user's.
+ * Reads the session's wait_timeout (seconds → ms) under a deadline. Sent as a raw command so that
+ * it bypasses mysql2's `mysql2:query` tracing: this is health traffic, not the user's. An answer
+ * that is not a positive number of seconds is `{ ok: true, ms: 0 }` (unknown).
  */
-export function readWaitTimeout(conn: PoolConnection, timeoutMs: number): Promise<number> {
+export function readWaitTimeout(
+  conn: PoolConnection,
+  timeoutMs: number,
+): Promise<WaitTimeoutOutcome> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(0), timeoutMs);
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      resolve({ ok: false, timedOut: true });
+    }, timeoutMs);
     timer.unref();
+    const settle = (outcome: WaitTimeoutOutcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
     try {
       const c = conn as unknown as {
         addCommand(cmd: unknown): unknown;
@@ -178,18 +196,37 @@ export function readWaitTimeout(conn: PoolConnection, timeoutMs: number): Promis
         'SELECT @@wait_timeout AS w',
         [],
         (err: unknown, rows: Array<{ w: unknown }>) => {
-          clearTimeout(timer);
+          if (err) return settle({ ok: false, timedOut: false, error: err });
           const seconds = Number(rows?.[0]?.w);
-          resolve(!err && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0);
+          settle({ ok: true, ms: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0 });
         },
         c.config,
       );
       c.addCommand(cmd);
-    } catch {
-      clearTimeout(timer);
-      resolve(0);
+    } catch (error) {
+      settle({ ok: false, timedOut: false, error });
     }
   });
+}
+
+/**
+ * Lets a connection whose server closed it (its socket ended) finish closing on its own, as a
+ * connection of mysql2's pool does: mysql2 then emits its `'error'` (`PROTOCOL_CONNECTION_LOST`)
+ * when the socket closes, which a hard close would suppress. A socket still open after `graceMs`
+ * (a stream that allows half-open sockets) is destroyed. The grace timer is owned here, unref'd,
+ * and cancelled by the socket's `close`.
+ */
+export function letPeerClose(conn: PoolConnection, graceMs: number): void {
+  const c = conn as unknown as { _pool: unknown; stream?: Socket };
+  c._pool = null;
+  // mysql2's PoolConnection has spent its once-listener on `end`; its `error` one may be spent
+  // too. A late error must not crash the process.
+  conn.on('error', noop);
+  const stream = c.stream;
+  if (!stream || stream.destroyed || typeof stream.once !== 'function') return;
+  const timer = setTimeout(() => closeConnection(conn, false, 0), graceMs);
+  timer.unref();
+  stream.once('close', () => clearTimeout(timer));
 }
 
 /** Closes a connection for good: the polite COM_QUIT when it is healthy, a hard socket destroy

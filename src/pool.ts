@@ -89,7 +89,8 @@ function tracing(channel: typeof poolConnectChannel): channel is NonNullable<typ
  * Create it with `createPool`.
  */
 export class KeepalivePool extends EventEmitter {
-  /** mysql2's PoolConfig shape: `connectionConfig` plus the pool knobs. */
+  /** mysql2's PoolConfig shape: `connectionConfig` plus the pool knobs. As in mysql2,
+   * `connectionLimit` may be lowered at runtime (it is honoured from the next checkout on). */
   readonly config: {
     connectionConfig: MysqlConnectionConfig;
     connectionLimit: number;
@@ -145,6 +146,7 @@ export class KeepalivePool extends EventEmitter {
       openFailed: (error) => this.#checkout.openFailed(error),
       closed: () => this.#checkout.dispatch(),
       callersWaiting: () => this.#checkout.waiting > 0,
+      connectionLimit: () => this.#connectionLimit(),
     });
     const connections = this.#connections;
     this.#monitor = new HealthMonitor(this, cfg, counters, {
@@ -173,6 +175,18 @@ export class KeepalivePool extends EventEmitter {
     if (cfg.minIdle > 0) connections.ensureMinimum();
     // The resolved configuration itself is logged once by config.ts (namespace :config).
     debug('%s: created', cfg.name);
+  }
+
+  /**
+   * `config.connectionLimit` as it is now. mysql2 reads it on every checkout, so code (and
+   * mysql2's own tests) lower it at runtime; this pool honours that too, up to the limit it was
+   * created with (its ceiling is fixed then). Connections already open above a lowered limit stay,
+   * as in mysql2; a value that is not an integer >= 1 counts as the limit of `createPool`.
+   */
+  #connectionLimit(): number {
+    const now = this.config.connectionLimit;
+    const max = this.options.connectionLimit;
+    return Number.isInteger(now) && now >= 1 && now < max ? now : max;
   }
 
   /** The pool's name, as used in debug output. */
@@ -384,7 +398,7 @@ export class KeepalivePool extends EventEmitter {
 
   /** Counters since creation plus the current state; a fresh plain object every call. */
   stats(): PoolStats {
-    return this.#counters.snapshot(this.state(), this.options.connectionLimit);
+    return this.#counters.snapshot(this.state(), this.#connectionLimit());
   }
 
   /**

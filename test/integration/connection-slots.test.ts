@@ -95,6 +95,7 @@ describe('Connections: generic-pool holds the slots', () => {
       closed: () => undefined,
       // A caller waits: the back-off timers hold the process, as they do for a real caller.
       callersWaiting: () => true,
+      connectionLimit: () => cfg.connectionLimit,
     });
     const open = (): Promise<unknown> => new Promise((resolve) => connections.open(resolve));
     const idle = { size: 0, borrowed: 0, pending: 0, max: 1 };

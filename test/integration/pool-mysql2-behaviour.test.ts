@@ -10,7 +10,7 @@ import type { PoolConnection, RowDataPacket } from 'mysql2';
 import { createPool, PoolError } from '../../src/index.js';
 import type { Pool } from '../../src/index.js';
 import { createPool as createPromisePool } from '../../src/promise.js';
-import { dbOptions } from '../support/db.js';
+import { adminQuery, dbOptions } from '../support/db.js';
 
 const pools: Pool[] = [];
 function pool(extra: Record<string, unknown> = {}): Pool {
@@ -340,6 +340,110 @@ describe('promise pool', () => {
       });
     } finally {
       await p.end();
+    }
+  });
+});
+
+/** `promise`, or a clear failure after `ms` (for an event that comes within milliseconds). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe("mysql2's own tests rely on these", () => {
+  /** SELECT statements this session has run (SHOW STATUS is not one). */
+  const selects = async (c: PoolConnection): Promise<number> =>
+    Number((await q(c, "SHOW SESSION STATUS LIKE 'Com_select'"))[0]!.Value);
+
+  test("a new connection runs nothing before the caller's first command; wait_timeout is read once per pool, on an idle connection", async () => {
+    const p = pool({ connectionLimit: 2, idlePingInterval: 60_000 });
+    const [a, b] = await Promise.all([getConn(p), getConn(p)]);
+    assert.equal((await selects(a!)) + (await selects(b!)), 0, 'no SELECT before the caller’s');
+    a!.release();
+    b!.release();
+    // The read is due once a connection has idled 500 ms (health-monitor.ts): a timed wait on
+    // purpose, the read is what is observed, with ample room for a loaded machine.
+    await new Promise((r) => setTimeout(r, 2500));
+    const [c, d] = await Promise.all([getConn(p), getConn(p)]);
+    assert.deepEqual(new Set([c, d]), new Set([a, b]), 'the same two connections');
+    assert.equal(
+      (await selects(c!)) + (await selects(d!)),
+      1,
+      'one SELECT @@wait_timeout for the pool, however long both idled',
+    );
+    c!.release();
+    d!.release();
+  });
+
+  test("an idle connection the server closes emits mysql2's 'error', as a connection of mysql2's pool does", async () => {
+    const lost = async (p: {
+      on(event: 'connection', cb: (c: PoolConnection) => void): unknown;
+      getConnection(cb: (e: unknown, c: PoolConnection) => void): void;
+    }): Promise<unknown> => {
+      const errors: Array<Promise<unknown>> = [];
+      p.on('connection', (c) => errors.push(once(c, 'error').then(([e]) => e)));
+      const c = await new Promise<PoolConnection>((resolve, reject) =>
+        p.getConnection((e, conn) => (e ? reject(e as Error) : resolve(conn))),
+      );
+      const id = c.threadId;
+      c.release();
+      await adminQuery(`KILL ${id}`);
+      assert.equal(errors.length, 1);
+      return within(errors[0]!, 10_000, "the killed idle connection's 'error'");
+    };
+    const theirs = mysql.createPool({ ...dbOptions(), connectionLimit: 1 });
+    try {
+      const expected = (await lost(theirs as never)) as { code?: string; fatal?: boolean };
+      const ours = pool({ connectionLimit: 1, idlePingInterval: 0 });
+      const got = (await lost(ours as never)) as { code?: string; fatal?: boolean };
+      assert.equal(got.code, expected.code);
+      assert.equal(got.fatal, true);
+      // And the pool has forgotten it: the next caller gets a new connection.
+      const [rows] = await ours.promise().query<RowDataPacket[]>('SELECT 1 AS one');
+      assert.equal(rows[0]!.one, 1);
+      assert.equal(ours.stats().dead['socket-end'] + ours.stats().dead['socket-error'], 1);
+    } finally {
+      await new Promise<void>((r) => theirs.end(() => r()));
+    }
+  });
+
+  test('pool.config.connectionLimit lowered at runtime is honoured, as in mysql2; raised, it stops at the limit of createPool', async () => {
+    const p = pool({ connectionLimit: 3, acquireTimeout: 0 });
+    p.config.connectionLimit = 1;
+    assert.equal(p.stats().max, 1);
+    const first = await getConn(p);
+    let enqueued = 0;
+    p.on('enqueue', () => enqueued++);
+    const second = getConn(p);
+    assert.equal(enqueued, 1, 'the second caller waits: the limit is 1');
+    assert.equal(p.state().pending, 0, 'and no connection is being opened for it');
+    first.release();
+    const again = await second;
+    assert.equal(again, first, 'it got the released connection');
+    // Raised again: new connections up to the new limit.
+    p.config.connectionLimit = 2;
+    const other = await getConn(p);
+    assert.notEqual(other, first);
+    assert.equal(p.stats().created, 2);
+    // Above the limit createPool was given (3), the pool stays at 3.
+    p.config.connectionLimit = 10;
+    assert.equal(p.stats().max, 3);
+    const third = await getConn(p);
+    const fourth = getConn(p);
+    assert.equal(enqueued, 2, 'the fourth caller waits: three is the most');
+    assert.equal(p.state().pending, 0);
+    third.release();
+    (await fourth).release();
+    again.release();
+    other.release();
+    assert.equal(p.stats().created, 3);
+    // A value mysql2 would read as "unlimited" (0), or no number at all, is the createPool limit.
+    for (const value of [0, Number.NaN, -1, 1.5]) {
+      p.config.connectionLimit = value;
+      assert.equal(p.stats().max, 3, String(value));
     }
   });
 });
