@@ -43,6 +43,12 @@ export interface MonitorParts {
   count(): number;
   opening(): number;
   closed(): boolean;
+  /** A ping was answered in `ms`: a round-trip sample (path-rtt.ts). */
+  pingAnswered?(ms: number): void;
+  /** A connection was found dead after `idleMs` without proof of life (path-timeout.ts). */
+  died?(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void;
+  /** The idle-ping period now, ms (path-timeout.ts may have lowered the configured one). */
+  idlePingInterval?(): number;
 }
 
 export class HealthMonitor {
@@ -144,11 +150,13 @@ export class HealthMonitor {
   ping(rec: ConnectionRecord, why: 'checkout' | 'idle' | 'health'): Promise<boolean> {
     const timeout = this.#options.validationTimeout;
     const started = Date.now();
+    const clock = performance.now();
     const idleAtStart = rec.idleFor(started);
     const verdict = pingWithTimeout(rec.conn, timeout).then((outcome) => {
       rec.pinging = null;
       if (outcome.ok && !rec.dead) {
         rec.lastAliveAt = Date.now();
+        this.#parts.pingAnswered?.(performance.now() - clock);
         return true;
       }
       if (!outcome.ok) {
@@ -211,6 +219,7 @@ export class HealthMonitor {
 
   #countDead(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void {
     this.#counters.countDead(reason, idleMs);
+    this.#parts.died?.(rec, reason, idleMs);
     debug(
       '%s: connection %d found dead (%s) after %d ms idle',
       this.#options.name,
@@ -237,10 +246,23 @@ export class HealthMonitor {
   /** The idle-ping period for a connection: the configured interval, kept below the server's
    * wait_timeout so the server never closes an idle pooled connection on its own. */
   #pingPeriod(rec: ConnectionRecord): number {
-    const interval = this.#options.idlePingInterval;
+    const interval = this.#parts.idlePingInterval?.() ?? this.#options.idlePingInterval;
     if (rec.serverWaitTimeoutMs > 0)
       return Math.min(interval, Math.floor(rec.serverWaitTimeoutMs * 0.8));
     return interval;
+  }
+
+  /** The idle-ping period changed (path-timeout.ts): every idle connection's timer is re-armed
+   * for the new period, counted from its last proof of life. */
+  rearmIdlePings(): void {
+    if (this.#options.idlePingInterval <= 0 || this.#parts.closed()) return;
+    const now = Date.now();
+    for (const rec of this.#parts.records.values()) {
+      if (rec.pingTimer === null || rec.outOfService) continue;
+      clearTimeout(rec.pingTimer);
+      const due = jitterDown(this.#pingPeriod(rec), 0.1) - (rec.borrowed ? 0 : rec.idleFor(now));
+      this.#scheduleIdlePing(rec, Math.max(1, due));
+    }
   }
 
   #scheduleIdlePing(rec: ConnectionRecord, delay?: number): void {

@@ -23,8 +23,14 @@ export type DeadReason =
   | 'socket-error'
   | 'suspect';
 
-/** Why a healthy connection was closed on purpose. */
-export type RetireReason = 'max-lifetime' | 'idle-timeout' | 'reset-failed' | 'pool-closed';
+/** Why a healthy connection was closed on purpose. `hedge-surplus`: it became free while the pool
+ * was above `connectionLimit` after a hedged checkout (hedge.ts). */
+export type RetireReason =
+  | 'max-lifetime'
+  | 'idle-timeout'
+  | 'reset-failed'
+  | 'pool-closed'
+  | 'hedge-surplus';
 
 /**
  * The pool's bookkeeping for one connection. It owns the connection's timers: each is created

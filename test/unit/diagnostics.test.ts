@@ -222,8 +222,21 @@ test('formatDoctor: one screen, password masked, advice lines and the status', (
     advice: [{ level: 'risk', code: 'X', message: 'do something' }],
     error: null,
     eventLoop: { maxBlockMs: 12 },
+    path: {
+      rttMs: 0.4,
+      hedgeDelayMs: 20,
+      pathTimeout: {
+        enabled: true,
+        boundMs: 6000,
+        keepAliveIdleMs: 2000,
+        keepAliveIntervalMs: 2000,
+        idlePingIntervalMs: 2000,
+        evidence: 1,
+      },
+    },
   };
   const text = formatDoctor(report);
+  assert.match(text, /Path: round trip 0\.4 ms, checkout pings hedged after 20 ms; idle timeout below 6 s \(learned\)/);
   assert.ok(text.split('\n').length <= 30, 'fits one screen');
   assert.match(text, /password=\*\*\*/);
   assert.match(
