@@ -198,9 +198,10 @@ export class Checkout {
     waiter.checking = true;
     this.#checking++;
     const hedges = this.#parts.hedges;
-    const hedge = hedges.arm((h) => this.#hedgeDue(waiter, h));
+    const hedge = hedges.arm((h) => this.#hedgeDue(waiter, h, rec));
     void this.#parts.validate(rec).then((alive) => {
       if (hedge !== null) hedges.resolved(hedge);
+      rec.pingHedged = false;
       this.#unhedge(waiter);
       if (waiter.checking) {
         waiter.checking = false;
@@ -220,9 +221,11 @@ export class Checkout {
     });
   }
 
-  /** The hedge delay of `waiter`'s checkout ping is over and the ping is still unanswered. */
-  #hedgeDue(waiter: Waiter, hedge: Hedge): void {
+  /** The hedge delay of `waiter`'s checkout ping (of `rec`) is over and the ping is still
+   * unanswered. */
+  #hedgeDue(waiter: Waiter, hedge: Hedge, rec: ConnectionRecord): void {
     if (waiter.settled || !waiter.checking || this.#parts.closed()) return;
+    rec.pingHedged = true;
     // Set first: the new connection (or a release) finds the waiter hedged.
     waiter.hedged = true;
     this.#hedged++;

@@ -44,7 +44,7 @@ export interface MonitorParts {
   opening(): number;
   closed(): boolean;
   /** A ping was answered in `ms`: a round-trip sample (path-rtt.ts). */
-  pingAnswered?(ms: number): void;
+  pingAnswered?(rec: ConnectionRecord, ms: number): void;
   /** A connection was found dead after `idleMs` without proof of life (path-timeout.ts). */
   died?(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void;
   /** The idle-ping period now, ms (path-timeout.ts may have lowered the configured one). */
@@ -156,7 +156,7 @@ export class HealthMonitor {
       rec.pinging = null;
       if (outcome.ok && !rec.dead) {
         rec.lastAliveAt = Date.now();
-        this.#parts.pingAnswered?.(performance.now() - clock);
+        this.#parts.pingAnswered?.(rec, performance.now() - clock);
         return true;
       }
       if (!outcome.ok) {

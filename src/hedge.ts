@@ -29,7 +29,7 @@ export interface HedgeParts {
   canOpen(extra: number): boolean;
   /** connections.ts: starts one connection attempt (the pool offers it to callers when it lands). */
   open(): void;
-  /** connections.ts: connections open plus being opened. */
+  /** connections.ts: open connections (attempts in progress are judged when they land). */
   count(): number;
 }
 
@@ -103,8 +103,9 @@ export class Hedges {
     return hedge;
   }
 
-  /** Connections beyond what the rule allows right now (connectionLimit + the hedged pings
-   * outstanding): a connection that becomes free while this is above 0 is closed. */
+  /** Open connections beyond what the rule allows right now (connectionLimit + the hedged pings
+   * outstanding): a connection that becomes free while this is above 0 is closed. Attempts in
+   * progress are not counted: each is judged when it lands. */
   surplus(): number {
     return this.#parts.count() - (this.#limit + this.#outstanding);
   }

@@ -10,12 +10,14 @@
  *   the server speaks first and the client answers once, so `connectMs / 1.5` is an upper bound of
  *   the round trip even where the TCP handshake itself is answered by a local proxy.
  *
- * Pings are the direct measure: once one was answered, only pings count. Each kind is smoothed as
- * TCP smooths its RTT (RFC 6298: `srtt`, `rttvar`, gains 1/8 and 1/4), and the hedge delay is 1.5 ×
- * (srtt + 4 × rttvar), TCP's retransmission timeout with a margin: a healthy ping is answered well
- * within it, so on a slow but healthy path nothing is opened needlessly; never below
- * {@link HEDGE_FLOOR_MS}, which is also the delay before anything was seen. Pure: no timer, no
- * clock.
+ * Pings are the direct measure: once one was answered, only pings count, smoothed as TCP smooths
+ * its RTT (RFC 6298: `srtt`, `rttvar`, gains 1/8 and 1/4), and the hedge delay is 1.5 × (srtt + 4 ×
+ * rttvar), TCP's retransmission timeout with a margin: a healthy ping is answered well within it,
+ * so on a slow but healthy path nothing is opened needlessly. Before the first answered ping the
+ * hedge delay is the fastest connect seen: a ping that has taken as long as a whole connect (at
+ * least 1.5 round trips, plus the server's authentication) is better raced by a new connection.
+ * Never below {@link HEDGE_FLOOR_MS}, which is also the delay before anything was seen. Pure: no
+ * timer, no clock.
  */
 
 /** The shortest hedge delay, and the one used before any round trip was seen, ms. It keeps a
@@ -65,6 +67,7 @@ export interface PathRttSnapshot {
 export class PathRtt {
   readonly #pings = new Smoothed();
   readonly #connects = new Smoothed();
+  #fastestConnect = Infinity;
 
   /** An answered COM_PING that took `ms`. */
   observePing(ms: number): void {
@@ -73,7 +76,9 @@ export class PathRtt {
 
   /** A connect (TCP to authenticated session) that took `ms`. */
   observeConnect(ms: number): void {
-    if (Number.isFinite(ms) && ms >= 0) this.#connects.add(ms / CONNECT_ROUND_TRIPS);
+    if (!Number.isFinite(ms) || ms < 0) return;
+    this.#connects.add(ms / CONNECT_ROUND_TRIPS);
+    this.#fastestConnect = Math.min(this.#fastestConnect, ms);
   }
 
   /** The estimator that speaks for the path: pings once there is one. */
@@ -89,9 +94,12 @@ export class PathRtt {
 
   /** How long a checkout ping may go unanswered before a hedge starts, ms. */
   hedgeDelay(): number {
-    const rto = this.#source().rto();
-    if (rto === null) return HEDGE_FLOOR_MS;
-    return Math.max(HEDGE_FLOOR_MS, Math.ceil(HEDGE_MARGIN * rto));
+    if (this.#pings.samples > 0) {
+      return Math.max(HEDGE_FLOOR_MS, Math.ceil(HEDGE_MARGIN * this.#pings.rto()!));
+    }
+    if (this.#connects.samples > 0)
+      return Math.max(HEDGE_FLOOR_MS, Math.ceil(this.#fastestConnect));
+    return HEDGE_FLOOR_MS;
   }
 
   snapshot(): PathRttSnapshot {

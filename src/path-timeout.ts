@@ -227,7 +227,8 @@ export class PathTimeoutLearner {
         // Whole seconds, as the kernel keeps it.
         const idle = Math.max(PATH_TIMEOUT_FLOOR_MS, Math.floor(target / 1000) * 1000);
         this.#idle = idle < this.#cfgIdle ? idle : null;
-        this.#interval = Math.min(target, c.keepAliveInterval) < c.keepAliveInterval ? target : null;
+        this.#interval =
+          Math.min(target, c.keepAliveInterval) < c.keepAliveInterval ? target : null;
       }
       if (c.idlePingInterval > 0) {
         this.#ping = target < c.idlePingInterval ? target : null;
@@ -246,11 +247,7 @@ export class PathTimeoutLearner {
     });
   }
 
-  #advice(
-    reason: PathTimeoutEvent['reason'],
-    idleMs: number | null,
-    s: PathTimeoutStats,
-  ): string {
+  #advice(reason: PathTimeoutEvent['reason'], idleMs: number | null, s: PathTimeoutStats): string {
     const does: string[] = [];
     if (s.keepAliveIdleMs !== null)
       does.push(`keepalive probes after ${sec(s.keepAliveIdleMs)} idle`);

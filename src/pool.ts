@@ -166,7 +166,7 @@ export class KeepalivePool extends EventEmitter {
     this.#hedges = new Hedges(cfg, rtt, counters, {
       canOpen: (extra) => connections.canOpen(extra),
       open: () => connections.open(),
-      count: () => connections.size + connections.opening,
+      count: () => connections.size,
     });
     this.#monitor = new HealthMonitor(this, cfg, counters, {
       records: connections.records,
@@ -177,7 +177,9 @@ export class KeepalivePool extends EventEmitter {
       count: () => connections.size + connections.opening,
       opening: () => connections.opening,
       closed,
-      pingAnswered: (ms) => rtt.observePing(ms),
+      pingAnswered: (rec, ms) => {
+        if (!rec.pingHedged) rtt.observePing(ms);
+      },
       died: (rec, reason, idleMs) => {
         const observe = (): void => {
           learner.observe({

@@ -236,7 +236,10 @@ test('formatDoctor: one screen, password masked, advice lines and the status', (
     },
   };
   const text = formatDoctor(report);
-  assert.match(text, /Path: round trip 0\.4 ms, checkout pings hedged after 20 ms; idle timeout below 6 s \(learned\)/);
+  assert.match(
+    text,
+    /Path: round trip 0\.4 ms, checkout pings hedged after 20 ms; idle timeout below 6 s \(learned\)/,
+  );
   assert.ok(text.split('\n').length <= 30, 'fits one screen');
   assert.match(text, /password=\*\*\*/);
   assert.match(

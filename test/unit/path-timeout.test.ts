@@ -31,9 +31,7 @@ function fakeClock(): LearnerClock & { advance(ms: number): void; pending(): num
     advance(ms) {
       const until = now + ms;
       for (;;) {
-        const next = timers
-          .filter((t) => t.live && t.at <= until)
-          .sort((a, b) => a.at - b.at)[0];
+        const next = timers.filter((t) => t.live && t.at <= until).sort((a, b) => a.at - b.at)[0];
         if (!next) break;
         now = next.at;
         next.live = false;
@@ -113,7 +111,10 @@ test('a first death after idling 6 s with slow keepalive: bound 6 s, flows kept 
   assert.equal(e.keepAliveIntervalMs, 2000);
   assert.equal(e.idlePingIntervalMs, 2000);
   assert.match(e.advice, /forgets idle flows in less than 6 s/);
-  assert.match(e.advice, /Set keepAliveInitialDelay \(MYSQL_KEEP_ALIVE_INITIAL_DELAY\) below 6000 ms/);
+  assert.match(
+    e.advice,
+    /Set keepAliveInitialDelay \(MYSQL_KEEP_ALIVE_INITIAL_DELAY\) below 6000 ms/,
+  );
   assert.deepEqual(learner.keepAlive(), { initialDelay: 2000, interval: 2000 });
   assert.equal(learner.idlePingInterval(), 2000);
   assert.equal(learner.snapshot().boundMs, 6000);
@@ -183,7 +184,10 @@ test('decay: after a long quiet time the bound doubles, then the configured valu
   // Evidence on the way re-arms the timer: a full quiet period is needed again.
   clock.advance(DECAY_AFTER_MS / 2);
   // Idle since before the decay changed the settings: its whole idle time, above the bound.
-  assert.equal(learner.observe(death({ idleMs: DECAY_AFTER_MS / 2 + 1000 })), DECAY_AFTER_MS / 2 + 1000);
+  assert.equal(
+    learner.observe(death({ idleMs: DECAY_AFTER_MS / 2 + 1000 })),
+    DECAY_AFTER_MS / 2 + 1000,
+  );
   clock.advance(DECAY_AFTER_MS / 2 + 1);
   assert.equal(events.length, 2, 'the evidence reset the quiet period');
   // Each quiet period doubles the bound: pings reach their configured 120 s at a 480 s bound,
