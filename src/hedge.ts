@@ -14,10 +14,12 @@
  * from connections.ts (generic-pool's slots, whose ceiling is twice `connectionLimit` with
  * hedging on), like any other.
  *
- * Timers owned here: one per armed hedge (the hedge delay), and the `setImmediate` that follows it
- * so that a ping answer already read in that turn of the event loop wins over the hedge; both are
- * unref'd (the caller's pinged socket holds the process) and cancelled when the ping resolves or
- * by {@link Hedges.stop}.
+ * Timers owned here: one per armed hedge (the hedge delay), unref'd (the caller's pinged socket
+ * holds the process), and the `setImmediate` that follows it so that a ping answer already read
+ * in that turn of the event loop wins over the hedge. The immediate is NOT unref'd: it runs in the
+ * same turn, and an unref'd immediate does not keep libuv from blocking in its poll phase, so it
+ * would run only when some other timer or socket woke the loop (up to the ping's own timeout on a
+ * black-holed path). Both are cancelled when the ping resolves or by {@link Hedges.stop}.
  */
 import type { ResolvedConfig } from './config.js';
 import type { PathRtt } from './path-rtt.js';
@@ -97,7 +99,6 @@ export class Hedges {
         hedge.immediate = null;
         if (!hedge.done) due(hedge);
       });
-      hedge.immediate.unref();
     }, delay);
     hedge.timer.unref();
     return hedge;
