@@ -1889,8 +1889,6 @@ export function describeConfig(cfg: ResolvedConfig): Record<string, unknown> {
     validationTimeout: cfg.validationTimeout,
     validationSkipWindow: cfg.validationSkipWindow,
     leakDetectionThreshold: cfg.leakDetectionThreshold,
-    hedgeCheckout: cfg.hedgeCheckout,
-    learnPathTimeout: cfg.learnPathTimeout,
   };
   const conn = cfg.connection as Record<string, unknown>;
   const viaNetwork = conn.socketPath === undefined && conn.stream === undefined;
@@ -1918,6 +1916,9 @@ export function describeConfig(cfg: ResolvedConfig): Record<string, unknown> {
       flatten(out, key, value);
     }
   }
+  // Last, so that the lines doctor wraps the connection settings into stay as they were.
+  out.hedgeCheckout = cfg.hedgeCheckout;
+  out.learnPathTimeout = cfg.learnPathTimeout;
   return out;
 }
 

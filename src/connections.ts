@@ -285,7 +285,10 @@ export class Connections {
       // the callback, e.g. while COM_QUIT waits behind a resetOnRelease reset. The grace timer
       // of closeConnection bounds how long this holds the process.
       hold(rec);
-      closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+      // A connection with a ping in flight is closed hard: the ping is health traffic (a checkout
+      // ping whose caller a hedge already served, an idle ping), and on a black-holed flow a
+      // COM_QUIT queued behind it would keep end() waiting until tcpUserTimeout.
+      closeConnection(conn, rec.dead === null && rec.pinging === null, QUIT_GRACE_MS);
       this.#free(rec);
     }
     this.records.clear();

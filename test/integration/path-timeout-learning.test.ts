@@ -84,6 +84,10 @@ describe('learning the path idle timeout (kernel rig)', { skip, concurrency: tru
         );
         assert.ok(res.stats.pathTimeout.keepAliveIdleMs! < RIG_IDLE_SEC * 1000);
         assert.ok(res.stats.pathTimeout.idlePingIntervalMs! < RIG_IDLE_SEC * 1000);
+        // The live sockets really carry it (read back from the kernel).
+        const last = res.spells[res.spells.length - 1]!.socket;
+        assert.equal(last.keepAliveIdle, res.stats.pathTimeout.keepAliveIdleMs);
+        assert.ok(last.keepAliveInterval! <= last.keepAliveIdle!, JSON.stringify(last));
         assert.ok(res.events.length >= 1);
         assert.equal(res.events[0]!.reason, 'learned');
         const warned = res.warnings.filter((w) =>
@@ -94,6 +98,19 @@ describe('learning the path idle timeout (kernel rig)', { skip, concurrency: tru
       });
     });
   }
+
+  test('drop mode, idle pings off: the lowered TCP_KEEPIDLE of the live sockets alone keeps the flows', async (t) => {
+    await withRig('drop', async (rig) => {
+      const res = await spells(rig, { ...SLOW_KEEPALIVE, idlePingInterval: 0 });
+      const deaths = res.spells.map((s) => s.deaths);
+      t.diagnostic(JSON.stringify({ deaths, sockets: res.spells.map((s) => s.socket) }));
+      assert.equal(res.stats.idlePings, 0, 'no idle ping at all');
+      assert.equal(res.stats.pathTimeout.idlePingIntervalMs, null, 'pings stay off');
+      assert.ok(deaths[0]! > 0);
+      assert.deepEqual(deaths.slice(2), [0, 0], `no death after the second spell: ${deaths}`);
+      assert.ok(res.spells[0]!.socket.keepAliveIdle! < RIG_IDLE_SEC * 1000);
+    });
+  });
 
   test('drop mode, learnPathTimeout false: every idle spell kills every connection again (the control)', async (t) => {
     await withRig('drop', async (rig) => {

@@ -332,3 +332,16 @@ test('the event-loop figure of doctor and probe sees a block, and little when id
   assert.ok(seen.maxBlockMs >= 130, JSON.stringify(seen));
   assert.equal(busy.stop(), seen, 'stop() is idempotent');
 });
+
+test('advise: a learned path timeout at or below the keepalive spacing is a risk with the fix', () => {
+  // The default keepalive (60 s) against a learned bound of 45 s.
+  const learned = advise(input({ pathTimeout: { boundMs: 45_000 } }));
+  const risk = learned.find((a) => a.code === 'PATH_TIMEOUT_LEARNED');
+  assert.ok(risk, JSON.stringify(learned));
+  assert.equal(risk.level, 'risk');
+  assert.match(risk.message, /less than 45 s/);
+  assert.match(risk.message, /MYSQL_KEEP_ALIVE_INITIAL_DELAY=15000/);
+  // A bound above the spacing: keepalive already covers it; nothing learned: nothing said.
+  assert.deepEqual(codes(input({ pathTimeout: { boundMs: 600_000 } })), []);
+  assert.deepEqual(codes(input({ pathTimeout: { boundMs: null } })), []);
+});

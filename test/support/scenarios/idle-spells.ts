@@ -15,6 +15,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { PoolConnection } from 'mysql2';
+import { readSocketSettings } from '../../../src/health.js';
 import type { PathTimeoutEvent, Pool, PoolStats } from '../../../src/index.js';
 
 export interface SpellOutcome {
@@ -27,6 +29,9 @@ export interface SpellOutcome {
   ok: boolean;
   /** The pool's pathTimeout stats at the end of the spell. */
   pathTimeout: PoolStats['pathTimeout'];
+  /** TCP_KEEPIDLE and TCP_KEEPINTVL of a live pooled socket, read back from the kernel at the end
+   * of the spell, ms (undefined where they cannot be read). */
+  socket: { keepAliveIdle?: number; keepAliveInterval?: number };
 }
 
 export interface SpellsResult {
@@ -106,6 +111,9 @@ async function main(): Promise<void> {
       await sleep(50);
     }
     const after = pool.stats();
+    const held = await p.getConnection();
+    const rb = readSocketSettings((held as unknown as { connection: PoolConnection }).connection);
+    held.release();
     const dead: Record<string, number> = {};
     for (const [k, v] of Object.entries(after.dead)) {
       const d = v - before.dead[k as keyof PoolStats['dead']];
@@ -117,6 +125,7 @@ async function main(): Promise<void> {
       ms: r.ms,
       ok: r.ok,
       pathTimeout: after.pathTimeout,
+      socket: { keepAliveIdle: rb.keepAliveIdle, keepAliveInterval: rb.keepAliveInterval },
     });
   }
   const stats = pool.stats();
