@@ -187,6 +187,27 @@ describe('hedged checkout on a slow path and with black-holed pings (TCP proxy)'
     }
   });
 
+  test('end() while a hedged ping is still black-holed: the pool closes at once, not after tcpUserTimeout', async () => {
+    const proxy = await startDelayProxy(0);
+    const pool = poolVia(proxy, { connectionLimit: 1, validationTimeout: 30_000 });
+    try {
+      const p = pool.promise();
+      (await p.getConnection()).release();
+      await sleep(700);
+      proxy.stall();
+      const c = await p.getConnection();
+      assert.equal(pool.stats().hedgeWins, 1);
+      c.release();
+      const started = Date.now();
+      await p.end();
+      const ms = Date.now() - started;
+      // A COM_QUIT queued behind the black-holed ping would wait for tcpUserTimeout (90 s).
+      assert.ok(ms < 5000, `end() took ${ms} ms`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('hedgeCheckout false: a black-holed ping is waited out, no connection is opened', async () => {
     const proxy = await startDelayProxy(0);
     const pool = poolVia(proxy, {
