@@ -75,6 +75,7 @@ export interface Settings {
   recoveryConcurrency: number;
   recoveryCapMs: number;
   recoveryParallel: number;
+  recoverySpells: number;
   out: string | null;
   url: string | null;
 }
@@ -104,6 +105,7 @@ const DEFAULTS: Settings = {
   recoveryConcurrency: 4,
   recoveryCapMs: 5000,
   recoveryParallel: 3,
+  recoverySpells: 4,
   out: null,
   url: null,
 };
@@ -123,6 +125,7 @@ const SMOKE: Partial<Settings> = {
   recoveryConcurrency: 2,
   recoveryCapMs: 2000,
   recoveryParallel: 6,
+  recoverySpells: 2,
 };
 
 type Kind =
@@ -209,6 +212,11 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
     help: 'a query unanswered after this is "timed out", ms',
   },
   '--recovery-parallel': { key: 'recoveryParallel', kind: 'int', help: 'rigs at the same time' },
+  '--recovery-spells': {
+    key: 'recoverySpells',
+    kind: 'int',
+    help: 'idle spells of the learning run (0: none)',
+  },
   '--out': {
     key: 'out',
     kind: 'string',
@@ -535,6 +543,7 @@ async function recovery(
     concurrency: s.recoveryConcurrency,
     capMs: s.recoveryCapMs,
     parallel: s.recoveryParallel,
+    learningSpells: s.recoverySpells,
   });
   if (!report.available) log(`recovery: conntrack rig unavailable: ${report.reason}`);
   // The figure recovery is judged against: this pool's validationTimeout as the rig runs it.
@@ -671,9 +680,23 @@ function printReport(res: BenchResult): void {
       );
       for (const run of r.runs) {
         const codes = [...new Set(run.results.map((x) => x.errorCode).filter(Boolean))].join(',');
+        const hedges =
+          run.hedges === null
+            ? ''
+            : `; hedges ${run.hedges}${run.hedgeDelayMs === null ? '' : ` (delay ${run.hedgeDelayMs} ms)`}`;
         log(
-          `  ${run.mode.padEnd(4)} ${run.peer.padEnd(10)} ${run.outcome.padEnd(10)} slowest ${run.maxMs} ms, fastest ${run.minMs} ms${codes ? ` (${codes})` : ''}; conntrack entries before the queries: ${run.conntrackBeforeQuery}`,
+          `  ${run.mode.padEnd(4)} ${run.variant.padEnd(18)} ${run.outcome.padEnd(10)} slowest ${run.maxMs} ms, fastest ${run.minMs} ms${codes ? ` (${codes})` : ''}; conntrack entries before the queries: ${run.conntrackBeforeQuery}${hedges}`,
         );
+      }
+      if (r.learning.length > 0) {
+        log(
+          `Learning the path's idle timeout (keepalive 7200 s, idle pings at default; ${r.settings.learningSpells} idle spells of ${r.settings.idleSec} s): deaths per spell`,
+        );
+        for (const l of r.learning) {
+          log(
+            `  ${l.mode.padEnd(4)} learnPathTimeout ${String(l.learnPathTimeout).padEnd(5)}  deaths ${l.deathsPerSpell.join(', ')}; slowest caller ${l.slowestMsPerSpell.join(', ')} ms; learned bound ${l.boundMs === null ? '-' : `${l.boundMs} ms`}, keepalive ${l.keepAliveIdleMs ?? '-'} ms, idle pings ${l.idlePingIntervalMs ?? '-'} ms`,
+          );
+        }
       }
     }
   }

@@ -1,17 +1,28 @@
 /**
  * Recovery after a forgotten flow, with the real kernel (test/support/rig.ts): warm up a pool of
  * N connections inside the rig's client namespace, idle past the conntrack timeout (checked: zero
- * entries left), then run N queries at once and time each. Drop mode (the middlebox black-holes
- * the flow) and RST mode (it resets it), for this pool and the peers. A peer that hangs is shown
- * as timed out at the cap, never waited on.
+ * entries left), then run N queries at once and time each (in the scenario child, from each
+ * query's start). Drop mode (the middlebox black-holes the flow) and RST mode (it resets it), for
+ * this pool with its defaults (hedged checkout), this pool with `hedgeCheckout: false`, and the
+ * peers. A peer that hangs is shown as timed out at the cap, never waited on.
+ *
+ * The learning run (test/support/scenarios/idle-spells.ts): this pool with keepalive far too slow
+ * to help (7200 s) and idle pings at their default, through several idle spells longer than the
+ * rig's timeout, with `learnPathTimeout` on (the default) and off: how many connections die of
+ * idleness in each spell.
  */
 import { createRig, rigAvailable } from '../test/support/rig.js';
 import type { Rig, RigMode } from '../test/support/rig.js';
 import { runInNs } from '../test/support/ns-run.js';
 import type { ScenarioResult } from '../test/support/scenarios/idle-then-query.js';
+import type { SpellsResult } from '../test/support/scenarios/idle-spells.js';
 import type { PeerName } from './peers.js';
 
 const SCENARIO = 'test/support/scenarios/idle-then-query.ts';
+const SPELLS_SCENARIO = 'test/support/scenarios/idle-spells.ts';
+
+/** What a recovery run measures: a peer, or this pool with hedging off. */
+export type RecoveryVariant = PeerName | 'keepalive-no-hedge';
 /** How the scenario loads the peers' createPool (mariadb: its callback API). */
 const MODULE: Record<Exclude<PeerName, 'keepalive'>, string> = {
   mysql2: 'mysql2',
@@ -33,11 +44,18 @@ export interface RecoverySettings {
   capMs: number;
   /** Rigs run at the same time (each run has its own pair of namespaces). */
   parallel: number;
+  /** Idle spells of the learning run (0: no learning run). */
+  learningSpells: number;
 }
 
 export interface RecoveryRun {
   mode: RigMode;
   peer: PeerName;
+  /** `keepalive-no-hedge`: this pool with `hedgeCheckout: false`; else the peer itself. */
+  variant: RecoveryVariant;
+  /** This pool's hedges and hedge delay in the run (null for the peers). */
+  hedges: number | null;
+  hedgeDelayMs: number | null;
   /** conntrack entries of the pool's flows right after warm-up and right before the queries. */
   conntrackAtWarm: number | null;
   conntrackBeforeQuery: number | null;
@@ -58,11 +76,41 @@ export interface RecoveryRun {
   }>;
 }
 
-export type RecoveryReport =
-  | { available: false; reason: string; settings: RecoverySettings; runs: [] }
-  | { available: true; settings: RecoverySettings; runs: RecoveryRun[] };
+/** One learning run: this pool through `spells` idle spells, learning on or off. */
+export interface LearningRun {
+  mode: RigMode;
+  learnPathTimeout: boolean;
+  /** Connections found dead in each spell (its idle time and its final round). */
+  deathsPerSpell: number[];
+  /** Slowest caller of each spell's final round, ms. */
+  slowestMsPerSpell: number[];
+  /** What the pool learned (null: nothing). */
+  boundMs: number | null;
+  keepAliveIdleMs: number | null;
+  idlePingIntervalMs: number | null;
+}
 
-async function oneRun(mode: RigMode, peer: PeerName, s: RecoverySettings): Promise<RecoveryRun> {
+export type RecoveryReport =
+  | {
+      available: false;
+      reason: string;
+      settings: RecoverySettings;
+      runs: [];
+      learning: [];
+    }
+  | {
+      available: true;
+      settings: RecoverySettings;
+      runs: RecoveryRun[];
+      learning: LearningRun[];
+    };
+
+async function oneRun(
+  mode: RigMode,
+  variant: RecoveryVariant,
+  s: RecoverySettings,
+): Promise<RecoveryRun> {
+  const peer: PeerName = variant === 'keepalive-no-hedge' ? 'keepalive' : variant;
   const rig: Rig = await createRig({ mode, idleTimeoutSec: s.idleTimeoutSec });
   try {
     let atWarm: number | null = null;
@@ -84,6 +132,9 @@ async function oneRun(mode: RigMode, peer: PeerName, s: RecoverySettings): Promi
         '--cap-ms',
         String(s.capMs),
         '--await-go',
+        ...(variant === 'keepalive-no-hedge'
+          ? ['--pool-options', JSON.stringify({ hedgeCheckout: false })]
+          : []),
       ],
       {
         timeoutMs: s.idleSec * 1000 + 2 * s.capMs + 30_000,
@@ -104,9 +155,13 @@ async function oneRun(mode: RigMode, peer: PeerName, s: RecoverySettings): Promi
       reused: r.reused,
     }));
     const ms = results.map((r) => r.ms);
+    const stats = result.stats as { hedges?: number; hedgeDelayMs?: number | null } | undefined;
     return {
       mode,
       peer,
+      variant,
+      hedges: stats?.hedges ?? null,
+      hedgeDelayMs: stats?.hedgeDelayMs ?? null,
       conntrackAtWarm: atWarm,
       conntrackBeforeQuery: beforeQuery,
       outcome: results.some((r) => r.hung)
@@ -123,20 +178,95 @@ async function oneRun(mode: RigMode, peer: PeerName, s: RecoverySettings): Promi
   }
 }
 
+async function learningRun(
+  mode: RigMode,
+  learnPathTimeout: boolean,
+  s: RecoverySettings,
+): Promise<LearningRun> {
+  const rig: Rig = await createRig({ mode, idleTimeoutSec: s.idleTimeoutSec });
+  try {
+    const { result } = await runInNs<SpellsResult>(
+      rig.clientNs,
+      SPELLS_SCENARIO,
+      [
+        '--module',
+        s.keepaliveModule,
+        '--host',
+        rig.host,
+        '--port',
+        String(rig.port),
+        '--concurrency',
+        String(s.concurrency),
+        '--spells',
+        String(s.learningSpells),
+        '--idle-sec',
+        String(s.idleSec),
+        '--pool-options',
+        JSON.stringify({ keepAliveInitialDelay: 7_200_000, learnPathTimeout }),
+      ],
+      { timeoutMs: s.learningSpells * (s.idleSec * 1000 + 2 * s.capMs) + 30_000 },
+    );
+    const t = result.stats.pathTimeout;
+    return {
+      mode,
+      learnPathTimeout,
+      deathsPerSpell: result.spells.map((x) => x.deaths),
+      slowestMsPerSpell: result.spells.map((x) => Math.max(...x.ms)),
+      boundMs: t.boundMs,
+      keepAliveIdleMs: t.keepAliveIdleMs,
+      idlePingIntervalMs: t.idlePingIntervalMs,
+    };
+  } finally {
+    await rig.close();
+  }
+}
+
+/** The variants of a recovery run for the peers asked for: this pool twice (hedged, and with
+ * hedging off), then the others. */
+function variantsOf(peers: readonly PeerName[]): RecoveryVariant[] {
+  const out: RecoveryVariant[] = [];
+  for (const p of peers) {
+    out.push(p);
+    if (p === 'keepalive') out.push('keepalive-no-hedge');
+  }
+  return out;
+}
+
 export async function runRecovery(s: RecoverySettings): Promise<RecoveryReport> {
   const avail = rigAvailable();
-  if (!avail.ok) return { available: false, reason: avail.reason, settings: s, runs: [] };
-  const jobs: Array<{ mode: RigMode; peer: PeerName }> = [];
-  for (const mode of s.modes) for (const peer of s.peers) jobs.push({ mode, peer });
-  const runs: RecoveryRun[] = new Array<RecoveryRun>(jobs.length);
+  if (!avail.ok) {
+    return { available: false, reason: avail.reason, settings: s, runs: [], learning: [] };
+  }
+  type Job =
+    | { kind: 'run'; mode: RigMode; variant: RecoveryVariant }
+    | { kind: 'learn'; mode: RigMode; learn: boolean };
+  const jobs: Job[] = [];
+  for (const mode of s.modes) {
+    for (const variant of variantsOf(s.peers)) jobs.push({ kind: 'run', mode, variant });
+  }
+  if (s.learningSpells > 0 && s.peers.includes('keepalive')) {
+    for (const mode of s.modes) {
+      for (const learn of [true, false]) jobs.push({ kind: 'learn', mode, learn });
+    }
+  }
+  const runs: RecoveryRun[] = [];
+  const learning: LearningRun[] = [];
+  const slots: Array<RecoveryRun | LearningRun> = new Array(jobs.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i]!;
-      runs[i] = await oneRun(job.mode, job.peer, s);
+      slots[i] =
+        job.kind === 'run'
+          ? await oneRun(job.mode, job.variant, s)
+          : await learningRun(job.mode, job.learn, s);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, s.parallel) }, worker));
-  return { available: true, settings: s, runs };
+  jobs.forEach((job, i) => {
+    if (job.kind === 'run') runs.push(slots[i] as RecoveryRun);
+    else learning.push(slots[i] as LearningRun);
+  });
+  return { available: true, settings: s, runs, learning };
 }

@@ -100,10 +100,11 @@ async function main() {
     await dataSource.query(`DROP TABLE ${Note.options.tableName}`);
     // TypeORM keeps the cluster it created on its driver; stats() is per node.
     const nodes = dataSource.driver.poolCluster.stats();
-    const stats = { created: 0, validations: 0, dead: {} };
+    const stats = { created: 0, validations: 0, hedgeWins: 0, dead: {} };
     for (const s of Object.values(nodes)) {
       stats.created += s.created;
       stats.validations += s.validations;
+      stats.hedgeWins += s.hedgeWins;
       for (const [reason, count] of Object.entries(s.dead)) {
         stats.dead[reason] = (stats.dead[reason] ?? 0) + count;
       }

@@ -8,6 +8,10 @@
  * validated with a ping first (`#validateFor`), or discarded; a caller
  * with no idle connection to take waits in the FIFO, for a release or a new connection.
  *
+ * Hedged checkout (hedge.ts): a caller whose checkout ping is slow gets a fresh connection opened
+ * in parallel and takes whichever is ready first; while it waits so ("hedged"), it takes the first
+ * connection that becomes free and needs no ping, in arrival order with the other waiters.
+ *
  * Timer owned here: the acquire timer, armed for the oldest waiter only (waiters time out in
  * arrival order) and cleared when nobody waits. It is not unref'd: a caller waiting for a
  * connection is work in progress, like a pending request.
@@ -18,6 +22,7 @@ import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
 import type { ConnectionRecord } from './health.js';
+import type { Hedge, Hedges } from './hedge.js';
 import { LEND, VALIDATE } from './health-monitor.js';
 import type { CheckoutVerdict } from './health-monitor.js';
 import { setReleased } from './mysql2-parts.js';
@@ -40,6 +45,9 @@ interface Waiter {
   next: Waiter | null;
   /** A connection is being validated for this waiter. */
   checking: boolean;
+  /** Its checkout ping is slow and a hedge was opened for it: it takes the first free connection
+   * that needs no ping (while `checking` too). */
+  hedged: boolean;
   settled: boolean;
 }
 
@@ -51,6 +59,8 @@ export interface CheckoutParts {
   validate(rec: ConnectionRecord): Promise<boolean>;
   /** Health: a connection was lent (leak detection). */
   lent(rec: ConnectionRecord, stack: string | undefined): void;
+  /** Hedged checkout (hedge.ts). */
+  readonly hedges: Hedges;
   /** Lifecycle (connections.ts). */
   canOpen(): boolean;
   opening(): number;
@@ -71,6 +81,8 @@ export class Checkout {
   #waiting = 0;
   /** Waiters with a validation in progress for them. */
   #checking = 0;
+  /** Of those, the waiters with a hedge under way (each counts on one connection attempt). */
+  #hedged = 0;
   #acquireTimer: NodeJS.Timeout | null = null;
   #dispatching = false;
   #dispatchAgain = false;
@@ -176,14 +188,21 @@ export class Checkout {
 
   /**
    * A connection that must prove it is alive before `waiter` gets it: the checkout ping, under
-   * `validationTimeout`. The one place where a caller waits on a ping (a hedge, opening a fresh
-   * connection in parallel when the ping is slow, would start here). Alive: it goes to the waiter (or, if the waiter has given up meanwhile,
-   * to the next one). Dead: it is closed and the waiter looks again, first in line.
+   * `validationTimeout`. The one place where a caller waits on a ping, so the hedge starts here:
+   * still unanswered after the hedge delay, a fresh connection is opened in parallel and the
+   * waiter takes whichever is ready first. Alive: it goes to the waiter (or, if the waiter has
+   * been served or has given up meanwhile, to the next one, or back to the idle stack). Dead: it
+   * is closed and the waiter looks again, first in line.
    */
   #validateFor(waiter: Waiter, rec: ConnectionRecord): void {
     waiter.checking = true;
     this.#checking++;
+    const hedges = this.#parts.hedges;
+    const hedge = hedges.arm((h) => this.#hedgeDue(waiter, h, rec));
     void this.#parts.validate(rec).then((alive) => {
+      if (hedge !== null) hedges.resolved(hedge);
+      rec.pingHedged = false;
+      this.#unhedge(waiter);
       if (waiter.checking) {
         waiter.checking = false;
         this.#checking--;
@@ -202,13 +221,43 @@ export class Checkout {
     });
   }
 
-  /** A connection free for use (new, or validated for a caller who has gone): the first waiter
-   * in need gets it, else it goes on the idle stack. */
+  /** The hedge delay of `waiter`'s checkout ping (of `rec`) is over and the ping is still
+   * unanswered. */
+  #hedgeDue(waiter: Waiter, hedge: Hedge, rec: ConnectionRecord): void {
+    if (waiter.settled || !waiter.checking || this.#parts.closed()) return;
+    rec.pingHedged = true;
+    // Set first: the new connection (or a release) finds the waiter hedged.
+    waiter.hedged = true;
+    this.#hedged++;
+    if (!this.#parts.hedges.start(hedge)) this.#unhedge(waiter);
+  }
+
+  /** `waiter` no longer waits on a hedge. */
+  #unhedge(waiter: Waiter): void {
+    if (!waiter.hedged) return;
+    waiter.hedged = false;
+    this.#hedged--;
+  }
+
+  /** A connection free for use (new, released, or validated for a caller who has gone): closed if
+   * the pool is above what hedge.ts allows now; else the first waiter in need gets it (or a hedged
+   * one, when it needs no ping), else it goes on the idle stack. */
   offer(rec: ConnectionRecord): void {
     if (this.#parts.closed()) return;
-    const w = this.#firstInNeed();
-    if (w !== null) this.#serve(rec, w, w.callback, w.stack);
-    else this.#idle.push(rec);
+    if (this.#parts.hedges.surplus() > 0) {
+      rec.retired = 'hedge-surplus';
+      this.#counters.hedgeSurplus++;
+      this.#parts.destroy(rec);
+      return;
+    }
+    const lendable = this.#hedged > 0 && this.#parts.verdict(rec, Date.now()) === LEND;
+    const w = this.#firstTaker(lendable);
+    if (w === null) {
+      this.#idle.push(rec);
+      return;
+    }
+    if (w.checking) this.#counters.hedgeWins++;
+    this.#serve(rec, w, w.callback, w.stack);
   }
 
   /** A released healthy connection. */
@@ -234,8 +283,9 @@ export class Checkout {
           if (rec === undefined) break;
           this.#serve(rec, w, w.callback, w.stack);
         }
-        // One attempt per waiter in need that no attempt in progress will serve.
-        let uncovered = this.#waiting - this.#checking - this.#parts.opening();
+        // One attempt per waiter in need that no attempt in progress will serve (a hedged waiter
+        // counts on the attempt of its hedge).
+        let uncovered = this.#waiting - this.#checking + this.#hedged - this.#parts.opening();
         while (uncovered-- > 0 && this.#parts.canOpen()) this.#parts.open();
       } while (this.#dispatchAgain);
     } finally {
@@ -257,11 +307,13 @@ export class Checkout {
     for (const rec of out) this.#parts.destroy(rec);
   }
 
-  /** A connection attempt failed: the oldest waiter in need gets its error (the database is down:
-   * fail fast); the others keep their attempts, or get new ones after the back-off. */
-  openFailed(error: unknown): void {
+  /** A connection attempt whose connect began at `startedAt` failed: the oldest waiter in need
+   * gets its error (the database is down: fail fast), if it was already waiting when that connect
+   * began (an attempt begun during an outage must not fail a caller who came after it healed);
+   * the others keep their attempts, or get new ones after the back-off. */
+  openFailed(error: unknown, startedAt: number): void {
     const w = this.#firstInNeed();
-    if (w !== null) {
+    if (w !== null && w.enqueuedAt <= startedAt) {
       const err = error instanceof Error ? error : new Error(String(error));
       try {
         (err as Error & { poolState?: PoolState }).poolState = this.#parts.state();
@@ -273,10 +325,11 @@ export class Checkout {
     this.dispatch();
   }
 
-  /** end(): every waiter fails with `error()`, the timer goes, the idle stack is emptied. */
+  /** end(): every waiter fails with `error()`, the timers go, the idle stack is emptied. */
   close(error: () => Error): void {
     while (this.#first !== null) this.#settle(this.#first, error());
     this.#disarmAcquireTimer();
+    this.#parts.hedges.stop();
     this.#idle.length = 0;
   }
 
@@ -304,6 +357,7 @@ export class Checkout {
       prev: this.#last,
       next: null,
       checking: false,
+      hedged: false,
       settled: false,
     };
     if (this.#last === null) this.#first = w;
@@ -321,9 +375,17 @@ export class Checkout {
     return w;
   }
 
+  /** The oldest waiter in need, or hedged when `lendable` (the connection needs no ping). */
+  #firstTaker(lendable: boolean): Waiter | null {
+    let w = this.#first;
+    while (w !== null && w.checking && !(lendable && w.hedged)) w = w.next;
+    return w;
+  }
+
   #settle(w: Waiter, err: Error | null, conn?: PoolConnection): void {
     if (w.settled) return;
     w.settled = true;
+    this.#unhedge(w);
     if (w.checking) {
       w.checking = false;
       this.#checking--;

@@ -53,6 +53,21 @@ export interface KeepalivePoolOptions extends PoolOptions {
   validationSkipWindow?: number;
   /** Report a connection held longer than this, ms. Default 0 = off; else >= 1000. */
   leakDetectionThreshold?: number;
+  /**
+   * Hedged checkout: when a checkout ping is still unanswered after a delay derived from the
+   * round trips the pool has seen on this path (at least 20 ms), open a fresh connection in
+   * parallel and give the caller whichever is ready first. Hedges may take the pool above
+   * `connectionLimit` by one connection per such ping, only while that ping is outstanding.
+   * Default true (`MYSQL_HEDGE_CHECKOUT`).
+   */
+  hedgeCheckout?: boolean;
+  /**
+   * Learn the path's idle timeout from connections found dead after idling, and keep later flows
+   * alive below it (lower keepalive idle time and interval, shorter idle-ping period; never above
+   * the configured values, never below 1 s). Reported once by the `pathTimeout` event and a
+   * process warning, and in `stats().pathTimeout`. Default true (`MYSQL_LEARN_PATH_TIMEOUT`).
+   */
+  learnPathTimeout?: boolean;
 }
 
 /**
@@ -98,6 +113,10 @@ export interface ResolvedConfig {
   readonly validationSkipWindow: number;
   /** See {@link KeepalivePoolOptions.leakDetectionThreshold}. */
   readonly leakDetectionThreshold: number;
+  /** See {@link KeepalivePoolOptions.hedgeCheckout}. */
+  readonly hedgeCheckout: boolean;
+  /** See {@link KeepalivePoolOptions.learnPathTimeout}. */
+  readonly learnPathTimeout: boolean;
   /** mysql2's `Promise` option (the promise constructor for `.promise()`), if given. */
   readonly promiseImpl: PromiseConstructor | undefined;
   /**
@@ -361,6 +380,22 @@ const SPECS: readonly Spec[] = [
     defText: '0 (off)',
     meaning: 'Report a connection held longer than this',
     range: ms(1_000, MAX_TIMER_MS, 'off'),
+  },
+  {
+    option: 'hedgeCheckout',
+    kind: 'bool',
+    target: 'ours',
+    def: true,
+    defText: 'true',
+    meaning: 'Open a fresh connection in parallel when a checkout ping is slow (RTT-based delay)',
+  },
+  {
+    option: 'learnPathTimeout',
+    kind: 'bool',
+    target: 'ours',
+    def: true,
+    defText: 'true',
+    meaning: "Learn the path's idle timeout from dead connections and keep flows alive below it",
   },
   // -- mysql2 pool options (resolved here, never passed to a connection)
   {
@@ -1551,6 +1586,8 @@ export function resolveConfig(
     validationTimeout: num('validationTimeout'),
     validationSkipWindow: num('validationSkipWindow'),
     leakDetectionThreshold: num('leakDetectionThreshold'),
+    hedgeCheckout: bool('hedgeCheckout'),
+    learnPathTimeout: bool('learnPathTimeout'),
     promiseImpl: promiseRaw?.value as PromiseConstructor | undefined,
     sslMode: sslEnv?.mode,
     connection: Object.freeze(maskOnInspect(connection)) as Readonly<ConnectionOptions>,
@@ -1879,6 +1916,9 @@ export function describeConfig(cfg: ResolvedConfig): Record<string, unknown> {
       flatten(out, key, value);
     }
   }
+  // Last, so that the lines doctor wraps the connection settings into stay as they were.
+  out.hedgeCheckout = cfg.hedgeCheckout;
+  out.learnPathTimeout = cfg.learnPathTimeout;
   return out;
 }
 

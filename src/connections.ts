@@ -18,6 +18,7 @@ import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
 import {
   ConnectionRecord,
+  type SocketSettings,
   applySocketSettings,
   closeConnection,
   jitterDown,
@@ -57,19 +58,32 @@ export function createBackoffMs(consecutiveFailures: number, msSinceLastFailure:
 
 /**
  * The most connections, open plus being opened, that generic-pool allows (its `max`). The pool
- * itself opens only while {@link Connections.canOpen} (within `connectionLimit`); this is the bound
- * that holds even for an `open()` that did not ask, which then waits for a free slot. One place,
- * so that the ceiling can be raised above `connectionLimit` (e.g. for hedge connections).
+ * itself opens only while {@link Connections.canOpen} (within `connectionLimit`, plus one per
+ * hedged checkout ping still outstanding: hedge.ts); this is the bound that holds even for an
+ * `open()` that did not ask, which then waits for a free slot. With `hedgeCheckout` it is twice
+ * `connectionLimit`: at most one hedge per connection being pinged.
  */
 export function connectionCeiling(options: ResolvedConfig): number {
-  return options.connectionLimit;
+  return options.hedgeCheckout ? 2 * options.connectionLimit : options.connectionLimit;
 }
 
 /** A connection attempt that failed. generic-pool 3.9 answers a rejected `create` by emitting
  * `factoryCreateError` and creating again, while the `acquire()` that asked stays pending, so a
  * failure is handed back as a resource of its own, which `open()` destroys at once. */
 class FailedAttempt {
-  constructor(readonly error: unknown) {}
+  constructor(
+    readonly error: unknown,
+    /** When its connect began (after any back-off), epoch ms. */
+    readonly startedAt: number,
+  ) {}
+}
+
+/** A connect that failed, and when it began. */
+class ConnectFailure {
+  constructor(
+    readonly error: unknown,
+    readonly startedAt: number,
+  ) {}
 }
 
 /** What generic-pool's factory makes: an open, recorded connection or a failed attempt. */
@@ -79,8 +93,9 @@ type Attempt = ConnectionRecord | FailedAttempt;
 export interface LifecycleHooks {
   /** A new connection is open and recorded; it is nobody's yet. */
   opened(rec: ConnectionRecord): void;
-  /** An attempt failed with `error` (already counted). */
-  openFailed(error: unknown): void;
+  /** An attempt whose connect began at `startedAt` (epoch ms) failed with `error` (already
+   * counted). */
+  openFailed(error: unknown, startedAt: number): void;
   /** A connection was closed and forgotten: its slot is free. */
   closed(rec: ConnectionRecord): void;
   /** Whether a caller waits (a back-off then holds the process, as work in progress). */
@@ -88,6 +103,11 @@ export interface LifecycleHooks {
   /** The most connections to open now: `connectionLimit`, or less when lowered at runtime
    * (mysql2 reads `pool.config.connectionLimit` on every checkout). */
   connectionLimit(): number;
+  /** A connect succeeded in `ms` (TCP, TLS and handshake): a round-trip sample (path-rtt.ts). */
+  connected?(ms: number): void;
+  /** The keepalive idle time and probe interval to give a socket now, ms (path-timeout.ts may
+   * have lowered them below the configured ones). */
+  keepAlive?(): { initialDelay: number; interval: number };
 }
 
 /** The pool as mysql2's PoolConnection sees it (`_closed`, `releaseConnection`,
@@ -126,7 +146,12 @@ export class Connections {
     this.#hooks = hooks;
     this.#slots = createGenericPool<Attempt>(
       {
-        create: () => this.#create().catch((error: unknown) => new FailedAttempt(error)),
+        create: () =>
+          this.#create().catch((failure: unknown) =>
+            failure instanceof ConnectFailure
+              ? new FailedAttempt(failure.error, failure.startedAt)
+              : new FailedAttempt(failure, Date.now()),
+          ),
         // The socket is already closed by destroy() or closeAll() (COM_QUIT or a hard close, as
         // the connection's state calls for), and a failed attempt closed its own.
         destroy: () => Promise.resolve(),
@@ -152,9 +177,10 @@ export class Connections {
   }
 
   /** Whether one more connection may be opened without exceeding `connectionLimit` (as it is
-   * now: see {@link LifecycleHooks.connectionLimit}). */
-  canOpen(): boolean {
-    return this.records.size + this.opening < this.#hooks.connectionLimit();
+   * now: see {@link LifecycleHooks.connectionLimit}), plus `extra`: the hedges in progress,
+   * hedge.ts. */
+  canOpen(extra = 0): boolean {
+    return this.records.size + this.opening < this.#hooks.connectionLimit() + extra;
   }
 
   /** The error of the most recent attempt while attempts keep failing, else null. */
@@ -173,7 +199,7 @@ export class Connections {
         if (attempt instanceof FailedAttempt) {
           // The slot is free before the hook runs: it may open again at once.
           this.#free(attempt);
-          this.#hooks.openFailed(attempt.error);
+          this.#hooks.openFailed(attempt.error, attempt.startedAt);
           done?.(attempt.error);
         } else if (this.records.get(attempt.conn) !== attempt) {
           // Closed in the few microtasks between #create recording it and this callback (end(),
@@ -181,7 +207,7 @@ export class Connections {
           this.#free(attempt);
           if (this.#pool._closed) {
             const error = closedError();
-            this.#hooks.openFailed(error);
+            this.#hooks.openFailed(error, Date.now());
             done?.(error);
           } else {
             // destroy() told the pool of a free slot while this attempt still counted as opening.
@@ -197,7 +223,7 @@ export class Connections {
         // generic-pool refuses new work only once closeAll() has drained it.
         this.opening--;
         const error = closedError();
-        this.#hooks.openFailed(error);
+        this.#hooks.openFailed(error, Date.now());
         done?.(error);
       },
     );
@@ -263,7 +289,10 @@ export class Connections {
       // the callback, e.g. while COM_QUIT waits behind a resetOnRelease reset. The grace timer
       // of closeConnection bounds how long this holds the process.
       hold(rec);
-      closeConnection(conn, rec.dead === null, QUIT_GRACE_MS);
+      // A connection with a ping in flight is closed hard: the ping is health traffic (a checkout
+      // ping whose caller a hedge already served, an idle ping), and on a black-holed flow a
+      // COM_QUIT queued behind it would keep end() waiting until tcpUserTimeout.
+      closeConnection(conn, rec.dead === null && rec.pinging === null, QUIT_GRACE_MS);
       this.#free(rec);
     }
     this.records.clear();
@@ -278,6 +307,28 @@ export class Connections {
         (error: unknown) => debug('%s: generic-pool drain failed: %s', this.#options.name, error),
       );
     return Promise.all(closing).then(() => undefined);
+  }
+
+  /** The socket settings for a connection now: the configured ones, with the keepalive idle time
+   * and interval the hooks give (path-timeout.ts). */
+  #socketSettings(): SocketSettings {
+    const o = this.#options;
+    const keepAlive = this.#hooks.keepAlive?.();
+    return {
+      enableKeepAlive: o.enableKeepAlive,
+      keepAliveInitialDelay: keepAlive?.initialDelay ?? o.keepAliveInitialDelay,
+      keepAliveInterval: keepAlive?.interval ?? o.keepAliveInterval,
+      keepAliveCount: o.keepAliveCount,
+      tcpUserTimeout: o.tcpUserTimeout,
+      name: o.name,
+    };
+  }
+
+  /** Gives every open connection's socket the keepalive settings of now (after path-timeout.ts
+   * lowered or restored them). */
+  reapplySocketSettings(): void {
+    const settings = this.#socketSettings();
+    for (const rec of this.records.values()) applySocketSettings(rec.conn, settings);
   }
 
   #cutBackoffsShort(): void {
@@ -316,6 +367,8 @@ export class Connections {
     ) as MysqlConnectionConfig;
     const conn = new PoolConnectionClass(this.#pool, { config: connConfig });
     if (this.#options.sslMode === 'PREFERRED') preferTls(conn as never, this.#options.name);
+    const connectStart = Date.now();
+    const connectClock = performance.now();
     try {
       await new Promise<void>((resolve, reject) => {
         (conn as unknown as { connect(cb: (err: unknown) => void): void }).connect((err) =>
@@ -328,21 +381,15 @@ export class Connections {
       this.#counters.createErrors++;
       this.#lastFailure = { error, at: Date.now() };
       debug('%s: connection attempt failed: %s', name, (error as Error).message);
-      throw error;
+      throw new ConnectFailure(error, connectStart);
     }
+    this.#hooks.connected?.(performance.now() - connectClock);
     this.#consecutiveFailures = 0;
     this.#lastFailure = null;
     // The server is back: attempts still waiting out a back-off go now.
     this.#cutBackoffsShort();
     const o = this.#options;
-    applySocketSettings(conn, {
-      enableKeepAlive: o.enableKeepAlive,
-      keepAliveInitialDelay: o.keepAliveInitialDelay,
-      keepAliveInterval: o.keepAliveInterval,
-      keepAliveCount: o.keepAliveCount,
-      tcpUserTimeout: o.tcpUserTimeout,
-      name,
-    });
+    applySocketSettings(conn, this.#socketSettings());
     const now = Date.now();
     const retireAt = o.maxLifetime > 0 ? now + jitterDown(o.maxLifetime, 0.025) : 0;
     const rec = new ConnectionRecord(this.#nextId++, conn, now, retireAt);

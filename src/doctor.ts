@@ -16,6 +16,7 @@ import { watchEventLoop } from './event-loop.js';
 import type { EventLoopBlock } from './event-loop.js';
 import { readSocketSettings, socketCapability, tcpSocketOf } from './health.js';
 import type { SocketCapability, SocketReadback } from './health.js';
+import type { PathTimeoutStats } from './path-timeout.js';
 import { KeepalivePool } from './pool.js';
 
 const debug = createDebug('mysql2-keepalive-pool:cli');
@@ -82,6 +83,13 @@ export interface DoctorReport {
   error: { code: string | null; message: string } | null;
   /** How long the event loop was blocked at most while doctor ran (connecting included). */
   eventLoop: EventLoopBlock;
+  /** What doctor's pool learned about the path (`stats().pathTimeout`), and its round trip and
+   * hedge delay (null without a connection). */
+  path: {
+    rttMs: number | null;
+    hedgeDelayMs: number | null;
+    pathTimeout: PathTimeoutStats;
+  } | null;
 }
 
 /** Everything {@link advise} looks at. */
@@ -102,6 +110,8 @@ export interface AdviceInput {
   kernel: KernelSettings;
   /** Process warnings seen while resolving the configuration (unknown `MYSQL_*` variables). */
   processWarnings?: readonly string[];
+  /** What a pool learned about the path's idle timeout (`stats().pathTimeout`), if anything. */
+  pathTimeout?: Pick<PathTimeoutStats, 'boundMs'> | null;
 }
 
 /** Config warnings that {@link advise} already covers with its own advice. */
@@ -233,6 +243,15 @@ export function advise(input: AdviceInput): Advice[] {
     }
   }
 
+  const bound = input.pathTimeout?.boundMs ?? null;
+  if (bound !== null && (!c.enableKeepAlive || gap >= bound)) {
+    const suggested = Math.max(1000, Math.floor(bound / 3 / 1000) * 1000);
+    risk(
+      'PATH_TIMEOUT_LEARNED',
+      `the pool found connections dead after idling: the path forgets idle flows in less than ${sec(bound)}, ${c.enableKeepAlive ? `at or below ${gapText}` : 'and keepalive is off'}; the pool now keeps them alive itself. Set ${delayVar}=${suggested}${c.keepAliveInterval > suggested ? ` and ${envName('keepAliveInterval')}=${suggested}` : ''}.`,
+    );
+  }
+
   for (const w of c.warnings) {
     if (COVERED_WARNINGS.some((prefix) => w.startsWith(prefix))) continue;
     risk('CONFIG_WARNING', w);
@@ -302,6 +321,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
       advice: [],
       error: errorSummary(error),
       eventLoop: loop.stop(),
+      path: null,
     };
   }
   const config = describeConfig(cfg);
@@ -315,6 +335,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   let server: ServerInfo | null = null;
   let socket: SocketInfo | null = null;
   let error: DoctorReport['error'] = null;
+  let path: DoctorReport['path'] = null;
   // One connection, the user's settings otherwise: the socket options are the ones the pool sets.
   const pool = new KeepalivePool({ name: cfg.name, connectionLimit: 1, maxIdle: 1, minIdle: 0 });
   try {
@@ -350,6 +371,12 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     } finally {
       c.release();
     }
+    const stats = pool.stats();
+    path = {
+      rttMs: stats.pathRttMs,
+      hedgeDelayMs: stats.hedgeDelayMs,
+      pathTimeout: stats.pathTimeout,
+    };
   } catch (err) {
     error = errorSummary(err);
     debug('%s: doctor cannot connect: %s', cfg.name, error.message);
@@ -363,6 +390,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     capability,
     kernel,
     processWarnings: opts.processWarnings?.() ?? [],
+    pathTimeout: path?.pathTimeout ?? null,
   });
   return {
     exitCode: exitCodeOf(error, advice),
@@ -376,6 +404,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     advice,
     error,
     eventLoop: loop.stop(),
+    path,
   };
 }
 
@@ -452,6 +481,13 @@ export function formatDoctor(r: DoctorReport): string {
         ? `, conntrack established timeout ${k.conntrackEstablishedTimeoutSec} s`
         : ''),
   );
+  if (r.path) {
+    const p = r.path;
+    const t = p.pathTimeout;
+    lines.push(
+      `Path: round trip ${p.rttMs === null ? '?' : `${p.rttMs} ms`}, checkout pings hedged after ${p.hedgeDelayMs === null ? '(hedging off)' : `${p.hedgeDelayMs} ms`}; idle timeout ${t.boundMs === null ? (t.enabled ? 'not learned (no connection died of idleness)' : 'not learned (learnPathTimeout off)') : `below ${sec(t.boundMs)} (learned)`}`,
+    );
+  }
   lines.push(
     `Event loop: blocked at most ${r.eventLoop.maxBlockMs} ms while doctor ran (connecting included)`,
   );

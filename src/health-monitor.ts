@@ -55,6 +55,12 @@ export interface MonitorParts {
   count(): number;
   opening(): number;
   closed(): boolean;
+  /** A ping was answered in `ms`: a round-trip sample (path-rtt.ts). */
+  pingAnswered?(rec: ConnectionRecord, ms: number): void;
+  /** A connection was found dead after `idleMs` without proof of life (path-timeout.ts). */
+  died?(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void;
+  /** The idle-ping period now, ms (path-timeout.ts may have lowered the configured one). */
+  idlePingInterval?(): number;
 }
 
 export class HealthMonitor {
@@ -161,11 +167,13 @@ export class HealthMonitor {
   ping(rec: ConnectionRecord, why: 'checkout' | 'idle' | 'health'): Promise<boolean> {
     const timeout = this.#options.validationTimeout;
     const started = Date.now();
+    const clock = performance.now();
     const idleAtStart = rec.idleFor(started);
     const verdict = pingWithTimeout(rec.conn, timeout).then((outcome) => {
       rec.pinging = null;
       if (outcome.ok && !rec.dead) {
         rec.lastAliveAt = Date.now();
+        this.#parts.pingAnswered?.(rec, performance.now() - clock);
         return true;
       }
       if (!outcome.ok) {
@@ -228,6 +236,7 @@ export class HealthMonitor {
 
   #countDead(rec: ConnectionRecord, reason: DeadReason, idleMs: number): void {
     this.#counters.countDead(reason, idleMs);
+    this.#parts.died?.(rec, reason, idleMs);
     debug(
       '%s: connection %d found dead (%s) after %d ms idle',
       this.#options.name,
@@ -259,7 +268,7 @@ export class HealthMonitor {
   /** The idle-ping period: the configured interval, kept below the server's wait_timeout so the
    * server never closes an idle pooled connection on its own. */
   #pingPeriod(): number {
-    const interval = this.#options.idlePingInterval;
+    const interval = this.#parts.idlePingInterval?.() ?? this.#options.idlePingInterval;
     if (this.#serverWaitTimeoutMs > 0)
       return Math.min(interval, Math.floor(this.#serverWaitTimeoutMs * 0.8));
     return interval;
@@ -345,16 +354,18 @@ export class HealthMonitor {
           idleAtStart,
         );
       }
-      this.#rescheduleIdlePings();
+      this.rearmIdlePings();
       return alive;
     });
     rec.pinging = verdict;
   }
 
-  /** The read is over: every connection's next idle ping is due one (new) period after it was
-   * last alive (or, when the read must be tried again, as soon as one has idled long enough).
+  /** The idle-ping period changed (the wait_timeout read is over, or path-timeout.ts lowered or
+   * restored it): every connection's next idle ping is due one (new) period after it was last
+   * alive (or, when the read must be tried again, as soon as one has idled long enough).
    * Connections with a ping in flight reschedule when it answers. */
-  #rescheduleIdlePings(): void {
+  rearmIdlePings(): void {
+    if (this.#options.idlePingInterval <= 0 || this.#parts.closed()) return;
     const now = Date.now();
     const period = this.#pingPeriod();
     for (const other of this.#parts.records.values()) {

@@ -23,8 +23,10 @@ export type DeadReason =
   | 'socket-error'
   | 'suspect';
 
-/** Why a healthy connection was closed on purpose. */
-export type RetireReason = 'max-lifetime' | 'idle-timeout' | 'reset-failed' | 'pool-closed';
+/** Why a healthy connection was closed on purpose. `hedge-surplus`: it became free while the pool
+ * was above `connectionLimit` after a hedged checkout (hedge.ts). */
+export type RetireReason =
+  'max-lifetime' | 'idle-timeout' | 'reset-failed' | 'pool-closed' | 'hedge-surplus';
 
 /**
  * The pool's bookkeeping for one connection. It owns the connection's timers: each is created
@@ -48,6 +50,9 @@ export class ConnectionRecord {
   leakReported = false;
   /** A ping that is running right now; a borrower waits for its verdict instead of racing it. */
   pinging: Promise<boolean> | null = null;
+  /** That ping is a checkout ping that was hedged (hedge.ts): however it ends, its duration
+   * says more about this flow than about the path, so it is no round-trip sample. */
+  pingHedged = false;
   dead: DeadReason | null = null;
   retired: RetireReason | null = null;
   /** Whether the socket should keep the process alive (borrowed, pinged for a caller, closing),

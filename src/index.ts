@@ -23,6 +23,7 @@ import type {
   PoolState,
   PoolStats,
 } from './stats.js';
+import type { PathTimeoutEvent } from './path-timeout.js';
 
 export { KeepalivePool } from './pool.js';
 export { KeepalivePoolCluster } from './cluster.js';
@@ -36,6 +37,7 @@ export type {
   PoolState,
   PoolStats,
 } from './stats.js';
+export type { PathTimeoutEvent, PathTimeoutStats } from './path-timeout.js';
 export {
   metricsText,
   collectMetrics,
@@ -112,6 +114,12 @@ export interface Pool extends Mysql2Pool {
   on(event: 'leak', listener: (event: LeakEvent) => any): this;
   /** A connection reported by `leak` was released after all: `{ threadId, heldMs }`. */
   on(event: 'leakReleased', listener: (event: LeakReleasedEvent) => any): this;
+  /** The pool learned (or lowered, or let decay) an upper bound of the path's idle timeout from
+   * connections found dead after idling, and changed its keepalive and idle-ping settings to keep
+   * flows alive below it: `{ reason, boundMs, idleMs, keepAliveIdleMs, keepAliveIntervalMs,
+   * idlePingIntervalMs, advice }` (`learnPathTimeout`). The first one also raises a process
+   * warning with the advice. */
+  on(event: 'pathTimeout', listener: (event: PathTimeoutEvent) => any): this;
 }
 
 /**

@@ -82,6 +82,21 @@ const COUNTERS: ReadonlyArray<{ key: Counter; name: string; help: string }> = [
     name: 'health_check_failures_total',
     help: 'healthCheck() calls that rejected.',
   },
+  {
+    key: 'hedges',
+    name: 'hedges_total',
+    help: 'Connections opened because a checkout ping was still unanswered after the hedge delay.',
+  },
+  {
+    key: 'hedgeWins',
+    name: 'hedge_wins_total',
+    help: 'Callers served by another connection while their checkout ping was still unanswered.',
+  },
+  {
+    key: 'hedgeSurplus',
+    name: 'hedge_surplus_closed_total',
+    help: 'Healthy connections closed because the pool was above connectionLimit once hedged pings had resolved.',
+  },
 ];
 
 /**
@@ -171,6 +186,36 @@ export function collectMetrics(pools: MetricsSource | readonly MetricsSource[]):
       'gauge',
       'Idle age of the connection most recently found dead. Absent until one is found.',
       (_pool, s) => [[{}, seconds(s.deadIdleMsRecent[s.deadIdleMsRecent.length - 1])]],
+    ),
+    family(
+      'hedge_delay_seconds',
+      'gauge',
+      'How long a checkout ping may go unanswered before a fresh connection is opened in parallel (from the path round trip). Absent with hedgeCheckout off.',
+      (_pool, s) => [[{}, seconds(s.hedgeDelayMs)]],
+    ),
+    family(
+      'path_rtt_seconds',
+      'gauge',
+      'Smoothed round trip to the server as the pool has seen it (answered pings; connects / 1.5 before the first). Absent before any.',
+      (_pool, s) => [[{}, seconds(s.pathRttMs)]],
+    ),
+    family(
+      'path_timeout_bound_seconds',
+      'gauge',
+      "Learned upper bound of the path's idle timeout (from connections found dead after idling). Absent until learned.",
+      (_pool, s) => [[{}, seconds(s.pathTimeout.boundMs)]],
+    ),
+    family(
+      'keepalive_idle_seconds',
+      'gauge',
+      'TCP_KEEPIDLE the pool gives its sockets now (the configured value, or lower once a path timeout was learned). Absent with keepalive off.',
+      (_pool, s) => [[{}, seconds(s.pathTimeout.keepAliveIdleMs)]],
+    ),
+    family(
+      'idle_ping_interval_seconds',
+      'gauge',
+      'Idle-ping period now (the configured value, or lower once a path timeout was learned). Absent with idle pings off.',
+      (_pool, s) => [[{}, seconds(s.pathTimeout.idlePingIntervalMs)]],
     ),
   ];
 }

@@ -82,6 +82,14 @@ export function socketFailureReason(conn: PoolConnection): 'socket-error' | 'soc
     : 'socket-end';
 }
 
+/** The `code` of the fatal error mysql2 recorded on a connection (`ECONNRESET`, `ETIMEDOUT`,
+ * `PROTOCOL_CONNECTION_LOST`, `ER_…`), or null. Set only once mysql2 has told the connection's
+ * commands and listeners, i.e. after its `error` event. */
+export function fatalErrorCode(conn: PoolConnection): string | null {
+  const err = (conn as unknown as { _fatalError?: { code?: unknown } | null })._fatalError;
+  return err && typeof err.code === 'string' ? err.code : null;
+}
+
 /** True when the pool is told about a connection because its holder called `destroy()`, not
  * because the socket ended or failed. */
 export function isExplicitDestroy(conn: PoolConnection): boolean {

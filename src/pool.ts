@@ -9,6 +9,8 @@
  * - health-monitor.ts: the checkout verdict, pings, the suspect sweep, idle pings, leaks,
  *   lifetime and idle retirement;
  * - health-check.ts: `healthCheck()`;
+ * - hedge.ts and path-rtt.ts: the hedged checkout and the round trips it is timed by;
+ * - path-timeout.ts: learning the path's idle timeout from dead connections;
  * - stats.ts: the counters behind `stats()` and metrics.ts.
  */
 import { AsyncResource } from 'node:async_hooks';
@@ -29,6 +31,7 @@ import { isUnusable } from './health.js';
 import type { ConnectionRecord } from './health.js';
 import { runHealthCheck } from './health-check.js';
 import { HealthMonitor } from './health-monitor.js';
+import { Hedges } from './hedge.js';
 import { metricsText } from './metrics.js';
 import { letGo } from './process-hold.js';
 import {
@@ -40,10 +43,14 @@ import {
   isExplicitDestroy,
   isReadOnlyError,
   setReleased,
+  fatalErrorCode,
   socketFailureReason,
   unwrapConnection,
 } from './mysql2-parts.js';
 import type { MysqlConnectionConfig, MysqlQuery } from './mysql2-parts.js';
+import { PathRtt } from './path-rtt.js';
+import { PathTimeoutLearner } from './path-timeout.js';
+import type { PathTimeoutEvent } from './path-timeout.js';
 import { Counters } from './stats.js';
 import type { PoolState, PoolStats } from './stats.js';
 
@@ -109,6 +116,10 @@ export class KeepalivePool extends EventEmitter {
   readonly #connections: Connections;
   readonly #checkout: Checkout;
   readonly #monitor: HealthMonitor;
+  readonly #rtt = new PathRtt();
+  readonly #hedges: Hedges;
+  readonly #learner: PathTimeoutLearner;
+  #warnedPathTimeout = false;
   readonly #leakDetection: boolean;
   #endCallbacks: Array<(err?: Error | null) => void> | null = null;
 
@@ -138,17 +149,27 @@ export class KeepalivePool extends EventEmitter {
     const counters = this.#counters;
     const closed = (): boolean => this._closed;
     const state = (): PoolState => this.state();
+    const rtt = this.#rtt;
+    this.#learner = new PathTimeoutLearner(cfg, (event) => this.#pathTimeoutChanged(event));
+    const learner = this.#learner;
     this.#connections = new Connections(this, cfg, connectionConfig, counters, {
       opened: (rec) => {
         this.#monitor.watch(rec);
         this.#checkout.offer(rec);
       },
-      openFailed: (error) => this.#checkout.openFailed(error),
+      openFailed: (error, startedAt) => this.#checkout.openFailed(error, startedAt),
       closed: () => this.#checkout.dispatch(),
       callersWaiting: () => this.#checkout.waiting > 0,
       connectionLimit: () => this.#connectionLimit(),
+      connected: (ms) => rtt.observeConnect(ms),
+      keepAlive: () => learner.keepAlive(),
     });
     const connections = this.#connections;
+    this.#hedges = new Hedges(cfg, rtt, counters, {
+      canOpen: (extra) => connections.canOpen(extra),
+      open: () => connections.open(),
+      count: () => connections.size,
+    });
     this.#monitor = new HealthMonitor(this, cfg, counters, {
       records: connections.records,
       idle: () => this.#checkout.idle(),
@@ -158,12 +179,31 @@ export class KeepalivePool extends EventEmitter {
       count: () => connections.size + connections.opening,
       opening: () => connections.opening,
       closed,
+      pingAnswered: (rec, ms) => {
+        if (!rec.pingHedged) rtt.observePing(ms);
+      },
+      died: (rec, reason, idleMs) => {
+        const observe = (): void => {
+          learner.observe({
+            reason,
+            idleMs,
+            errorCode: fatalErrorCode(rec.conn),
+            serverWaitTimeoutMs: this.#monitor.serverWaitTimeoutMs,
+          });
+        };
+        // mysql2 tells the pool of a socket error before it records the error: read it a tick
+        // later. (A ping's verdict comes later than that already.)
+        if (reason === 'socket-error') process.nextTick(observe);
+        else observe();
+      },
+      idlePingInterval: () => learner.idlePingInterval(),
     });
     const monitor = this.#monitor;
     this.#checkout = new Checkout(this, cfg, counters, {
       verdict: (rec, now) => monitor.checkoutVerdict(rec, now),
       validate: (rec) => monitor.validate(rec),
       lent: (rec, stack) => monitor.lent(rec, stack),
+      hedges: this.#hedges,
       canOpen: () => connections.canOpen(),
       opening: () => connections.opening,
       open: () => connections.open(),
@@ -192,6 +232,22 @@ export class KeepalivePool extends EventEmitter {
   /** The pool's name, as used in debug output. */
   get name(): string {
     return this.options.name;
+  }
+
+  /** path-timeout.ts changed the keepalive or idle-ping settings: every socket and ping timer
+   * follows, the `pathTimeout` event tells, and the first time a process warning too. */
+  #pathTimeoutChanged(event: PathTimeoutEvent): void {
+    if (this._closed) return;
+    this.#connections.reapplySocketSettings();
+    this.#monitor.rearmIdlePings();
+    debug('%s: path timeout (%s): %s', this.name, event.reason, event.advice);
+    if (!this.#warnedPathTimeout && event.boundMs !== null) {
+      this.#warnedPathTimeout = true;
+      process.emitWarning(`mysql2-keepalive-pool: ${this.name}: ${event.advice}`, {
+        code: 'MYSQL2_KEEPALIVE_POOL_PATH_TIMEOUT',
+      });
+    }
+    this.emit('pathTimeout', event);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -373,6 +429,7 @@ export class KeepalivePool extends EventEmitter {
     this._closed = true;
     this.#endCallbacks = [cb];
     this.#monitor.stop();
+    this.#learner.stop();
     this.#checkout.close(closedError);
     void this.#connections.closeAll().then(() => {
       const callbacks = this.#endCallbacks ?? [];
@@ -398,7 +455,11 @@ export class KeepalivePool extends EventEmitter {
 
   /** Counters since creation plus the current state; a fresh plain object every call. */
   stats(): PoolStats {
-    return this.#counters.snapshot(this.state(), this.#connectionLimit());
+    return this.#counters.snapshot(this.state(), this.#connectionLimit(), {
+      hedgeDelayMs: this.#hedges.delay(),
+      pathRttMs: this.#rtt.rttMs(),
+      pathTimeout: this.#learner.snapshot(),
+    });
   }
 
   /**

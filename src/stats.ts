@@ -4,6 +4,7 @@
  * events. The pool's parts increment {@link Counters}; `stats()` and metrics.ts read snapshots.
  */
 import type { DeadReason, RetireReason } from './health.js';
+import type { PathTimeoutStats } from './path-timeout.js';
 
 /** Pool state attached to errors and returned by `state()`. The names follow HikariCP's
  * `(total=…, active=…, idle=…, waiting=…)`; {@link PoolStats} repeats two of them as `size` and
@@ -61,6 +62,29 @@ export interface PoolStats extends PoolState {
   deadIdleMsMin: number | null;
   /** The same evidence split by reason: recent idle ages (ms, newest last) and the smallest. */
   deadIdleMsByReason: Record<DeadReason, { recent: number[]; min: number | null }>;
+  /** Hedged checkout: connections opened because a checkout ping was still unanswered after the
+   * hedge delay. */
+  hedges: number;
+  /** Callers served by another connection while their checkout ping was still unanswered. */
+  hedgeWins: number;
+  /** Healthy connections closed because the pool was above connectionLimit once the hedged pings
+   * had resolved. */
+  hedgeSurplus: number;
+  /** The delay after which an unanswered checkout ping is hedged, ms; null with hedging off. */
+  hedgeDelayMs: number | null;
+  /** Smoothed round trip of the path as the pool has seen it (answered pings; connects / 1.5
+   * before the first), ms; null before any. */
+  pathRttMs: number | null;
+  /** What the pool learned about the path's idle timeout, and the keepalive and idle-ping
+   * settings it applies now (see the README's "Learning the path's idle timeout"). */
+  pathTimeout: PathTimeoutStats;
+}
+
+/** What {@link Counters.snapshot} adds from outside the counters. */
+export interface StatsExtras {
+  hedgeDelayMs: number | null;
+  pathRttMs: number | null;
+  pathTimeout: PathTimeoutStats;
 }
 
 /** Payload of the `dead` event. */
@@ -127,6 +151,9 @@ export class Counters {
   leaks = 0;
   healthChecks = 0;
   healthCheckFailures = 0;
+  hedges = 0;
+  hedgeWins = 0;
+  hedgeSurplus = 0;
   readonly dead = Object.fromEntries(DEAD_REASONS.map((r) => [r, 0])) as Record<DeadReason, number>;
   readonly deadIdleMsRecent: number[] = [];
   deadIdleMsMin: number | null = null;
@@ -149,8 +176,8 @@ export class Counters {
       this.deadIdleMsMin === null ? idleMs : Math.min(this.deadIdleMsMin, idleMs);
   }
 
-  /** A fresh plain object: the counters now, with `state` and `max`. */
-  snapshot(state: PoolState, max: number): PoolStats {
+  /** A fresh plain object: the counters now, with `state`, `max` and the extras. */
+  snapshot(state: PoolState, max: number, extras: StatsExtras): PoolStats {
     return {
       ...state,
       size: state.total,
@@ -176,6 +203,12 @@ export class Counters {
           return [r, { recent: [...e.recent], min: e.min }];
         }),
       ) as PoolStats['deadIdleMsByReason'],
+      hedges: this.hedges,
+      hedgeWins: this.hedgeWins,
+      hedgeSurplus: this.hedgeSurplus,
+      hedgeDelayMs: extras.hedgeDelayMs,
+      pathRttMs: extras.pathRttMs,
+      pathTimeout: { ...extras.pathTimeout },
     };
   }
 }

@@ -157,7 +157,7 @@ export function conclusion(rows: Row[], kernel: boolean, idleTimeoutSec: number)
   const defRst = find('rst', 'pool');
   const parts = [
     'Plain mysql2 hands out its most recently used idle connection without checking it. The middlebox had forgotten those flows, so its callers hung in drop mode (in production for ~15 minutes, until the kernel stops retransmitting) and got ECONNRESET in rst mode.',
-    `This pool pings a connection idle for more than 500 ms before handing it out, bounded by validationTimeout (1 s); it throws a stale one away, with every connection idle as long, and gives the caller a new one. Its callers saw only extra latency: ${latencies(defDrop)} in drop mode (the ping's timeout), ${latencies(defRst)} in rst mode (the reset comes back at once).`,
+    `This pool pings a connection idle for more than 500 ms before handing it out, bounded by validationTimeout (1 s); a ping still unanswered after a few round trips (the hedge delay) makes it open a fresh connection in parallel, and the caller takes whichever is ready first; a stale one is thrown away, with every connection idle as long. Its callers saw only extra latency: ${latencies(defDrop)} in drop mode (the hedge delay and a new connection), ${latencies(defRst)} in rst mode (the reset comes back at once).`,
   ];
   const ka = find('drop', 'pool-keepalive');
   if (kernel && ka) {

@@ -136,10 +136,25 @@ test('npm run bench -- --smoke writes a complete results file', { timeout: 180_0
       process.stderr.write(`\n*** bench smoke: recovery not run: ${rec.reason}\n`);
       return;
     }
-    assert.equal(rec.runs.length, 2 * PEERS.length, 'drop and rst for every peer');
+    assert.equal(
+      rec.runs.length,
+      2 * (PEERS.length + 1),
+      'drop and rst for every peer, and for this pool with hedging off',
+    );
+    assert.deepEqual(
+      [...new Set(rec.runs.map((run) => run.variant))].sort(),
+      [...PEERS, 'keepalive-no-hedge'].sort(),
+    );
     for (const run of rec.runs) {
       assert.ok(['drop', 'rst'].includes(run.mode));
       assert.ok(PEERS.includes(run.peer));
+      if (run.peer === 'keepalive') {
+        assert.ok(isNumber(run.hedges), 'this pool reports its hedges');
+        if (run.variant === 'keepalive-no-hedge') assert.equal(run.hedgeDelayMs, null);
+        else assert.ok(isNumber(run.hedgeDelayMs));
+      } else {
+        assert.equal(run.hedges, null);
+      }
       assert.ok(['recovered', 'error', 'timed-out'].includes(run.outcome), run.outcome);
       assert.ok(isNumber(run.maxMs) && isNumber(run.minMs));
       assert.ok(isNumber(run.conntrackAtWarm) && isNumber(run.conntrackBeforeQuery));
@@ -149,6 +164,17 @@ test('npm run bench -- --smoke writes a complete results file', { timeout: 180_0
         assert.equal(typeof q.hung, 'boolean');
         assert.ok(isNumber(q.ms));
       }
+    }
+    // The learning run: drop and rst, learning on and off, deaths per idle spell.
+    assert.equal(rec.learning.length, 4);
+    for (const l of rec.learning) {
+      assert.ok(['drop', 'rst'].includes(l.mode));
+      assert.equal(typeof l.learnPathTimeout, 'boolean');
+      assert.equal(l.deathsPerSpell.length, rec.settings.learningSpells);
+      assert.equal(l.slowestMsPerSpell.length, rec.settings.learningSpells);
+      for (const d of l.deathsPerSpell) assert.ok(isNumber(d));
+      assert.ok(l.boundMs === null || isNumber(l.boundMs));
+      if (!l.learnPathTimeout) assert.equal(l.boundMs, null);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

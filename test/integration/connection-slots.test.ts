@@ -72,10 +72,22 @@ describe('Connections: generic-pool holds the slots', () => {
     const port = await closedPort();
     const db = dbOptions();
     const cfg = resolveConfig(
-      { ...db, host: '127.0.0.1', port, connectionLimit: 1, connectTimeout: 2000 },
+      {
+        ...db,
+        host: '127.0.0.1',
+        port,
+        connectionLimit: 1,
+        connectTimeout: 2000,
+        hedgeCheckout: false,
+      },
       {},
     );
-    assert.equal(connectionCeiling(cfg), 1, 'the ceiling is connectionLimit');
+    assert.equal(connectionCeiling(cfg), 1, 'without hedges the ceiling is connectionLimit');
+    assert.equal(
+      connectionCeiling(resolveConfig({ connectionLimit: 3 }, {})),
+      6,
+      'with hedges (the default) twice connectionLimit: one hedge per connection being pinged',
+    );
     const pool = Object.assign(new EventEmitter(), {
       _closed: false,
       releaseConnection: (): void => undefined,

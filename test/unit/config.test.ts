@@ -106,6 +106,8 @@ const TOP_LEVEL = new Set([
   'validationTimeout',
   'validationSkipWindow',
   'leakDetectionThreshold',
+  'hedgeCheckout',
+  'learnPathTimeout',
 ]);
 /** mysql2 options that also go to each connection. */
 const BOTH = new Set(['enableKeepAlive', 'keepAliveInitialDelay']);
@@ -1453,5 +1455,43 @@ describe('describeConfig', () => {
     assert.equal(d.user, 'app');
     assert.equal(d.socketPath, '/run/mysqld/mysqld.sock');
     assert.equal('host' in d, false);
+  });
+});
+
+describe('hedgeCheckout and learnPathTimeout (issue 12)', () => {
+  it('both default to true, and are ours: mysql2 never sees them', (t) => {
+    const { cfg } = resolve(t, {});
+    assert.equal(cfg.hedgeCheckout, true);
+    assert.equal(cfg.learnPathTimeout, true);
+    assert.equal('hedgeCheckout' in cfg.connection, false);
+    assert.equal('learnPathTimeout' in cfg.connection, false);
+    const d = describeConfig(cfg);
+    assert.equal(d.hedgeCheckout, true);
+    assert.equal(d.learnPathTimeout, true);
+  });
+
+  it('switched off by the option or by MYSQL_HEDGE_CHECKOUT / MYSQL_LEARN_PATH_TIMEOUT; the option wins', (t) => {
+    assert.equal(resolve(t, { hedgeCheckout: false }).cfg.hedgeCheckout, false);
+    assert.equal(resolve(t, { learnPathTimeout: false }).cfg.learnPathTimeout, false);
+    const fromEnv = resolve(t, undefined, {
+      MYSQL_HEDGE_CHECKOUT: 'off',
+      MYSQL_LEARN_PATH_TIMEOUT: '0',
+    }).cfg;
+    assert.equal(fromEnv.hedgeCheckout, false);
+    assert.equal(fromEnv.learnPathTimeout, false);
+    assert.equal(fromEnv.sources.hedgeCheckout, 'env');
+    const both = resolve(t, { hedgeCheckout: true }, { MYSQL_HEDGE_CHECKOUT: 'false' }).cfg;
+    assert.equal(both.hedgeCheckout, true);
+    assert.equal(both.sources.hedgeCheckout, 'option');
+    assert.ok(Object.isFrozen(both));
+  });
+
+  it('a bad value is refused at createPool, naming the option and the variable', (t) => {
+    const opt = rejects(t, { hedgeCheckout: 'maybe' as unknown as boolean });
+    assert.equal(opt.option, 'hedgeCheckout');
+    assert.match(opt.message, /hedgeCheckout/);
+    const env = rejects(t, undefined, { MYSQL_LEARN_PATH_TIMEOUT: 'sometimes' });
+    assert.equal(env.option, 'learnPathTimeout');
+    assert.match(env.message, /learnPathTimeout \(MYSQL_LEARN_PATH_TIMEOUT\) must be true, false/);
   });
 });

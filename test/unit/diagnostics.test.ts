@@ -222,8 +222,24 @@ test('formatDoctor: one screen, password masked, advice lines and the status', (
     advice: [{ level: 'risk', code: 'X', message: 'do something' }],
     error: null,
     eventLoop: { maxBlockMs: 12 },
+    path: {
+      rttMs: 0.4,
+      hedgeDelayMs: 20,
+      pathTimeout: {
+        enabled: true,
+        boundMs: 6000,
+        keepAliveIdleMs: 2000,
+        keepAliveIntervalMs: 2000,
+        idlePingIntervalMs: 2000,
+        evidence: 1,
+      },
+    },
   };
   const text = formatDoctor(report);
+  assert.match(
+    text,
+    /Path: round trip 0\.4 ms, checkout pings hedged after 20 ms; idle timeout below 6 s \(learned\)/,
+  );
   assert.ok(text.split('\n').length <= 30, 'fits one screen');
   assert.match(text, /password=\*\*\*/);
   assert.match(
@@ -315,4 +331,17 @@ test('the event-loop figure of doctor and probe sees a block, and little when id
   const seen = busy.stop();
   assert.ok(seen.maxBlockMs >= 130, JSON.stringify(seen));
   assert.equal(busy.stop(), seen, 'stop() is idempotent');
+});
+
+test('advise: a learned path timeout at or below the keepalive spacing is a risk with the fix', () => {
+  // The default keepalive (60 s) against a learned bound of 45 s.
+  const learned = advise(input({ pathTimeout: { boundMs: 45_000 } }));
+  const risk = learned.find((a) => a.code === 'PATH_TIMEOUT_LEARNED');
+  assert.ok(risk, JSON.stringify(learned));
+  assert.equal(risk.level, 'risk');
+  assert.match(risk.message, /less than 45 s/);
+  assert.match(risk.message, /MYSQL_KEEP_ALIVE_INITIAL_DELAY=15000/);
+  // A bound above the spacing: keepalive already covers it; nothing learned: nothing said.
+  assert.deepEqual(codes(input({ pathTimeout: { boundMs: 600_000 } })), []);
+  assert.deepEqual(codes(input({ pathTimeout: { boundMs: null } })), []);
 });

@@ -54,6 +54,19 @@ function stats(over: Partial<PoolStats> = {}): PoolStats {
     deadIdleMsByReason: Object.fromEntries(
       REASONS.map((r) => [r, { recent: [], min: null }]),
     ) as unknown as PoolStats['deadIdleMsByReason'],
+    hedges: 14,
+    hedgeWins: 15,
+    hedgeSurplus: 16,
+    hedgeDelayMs: 20,
+    pathRttMs: 0.5,
+    pathTimeout: {
+      enabled: true,
+      boundMs: 6000,
+      keepAliveIdleMs: 2000,
+      keepAliveIntervalMs: 2000,
+      idlePingIntervalMs: 2000,
+      evidence: 3,
+    },
   };
   return { ...base, ...over };
 }
@@ -117,6 +130,39 @@ test('metricsText: the values of stats(), in base units, with a pool label', () 
   );
   has('mysql2_keepalive_pool_dead_idle_min_seconds{pool="orders"} 900.25');
   has('mysql2_keepalive_pool_dead_idle_last_seconds{pool="orders"} 901.5');
+  has('mysql2_keepalive_pool_hedges_total{pool="orders"} 14');
+  has('mysql2_keepalive_pool_hedge_wins_total{pool="orders"} 15');
+  has('mysql2_keepalive_pool_hedge_surplus_closed_total{pool="orders"} 16');
+  has('mysql2_keepalive_pool_hedge_delay_seconds{pool="orders"} 0.02');
+  has('mysql2_keepalive_pool_path_rtt_seconds{pool="orders"} 0.0005');
+  has('mysql2_keepalive_pool_path_timeout_bound_seconds{pool="orders"} 6');
+  has('mysql2_keepalive_pool_keepalive_idle_seconds{pool="orders"} 2');
+  has('mysql2_keepalive_pool_idle_ping_interval_seconds{pool="orders"} 2');
+});
+
+test('metricsText: nothing learned and hedging off mean no such samples (not a fake 0)', () => {
+  const text = metricsText(
+    source(
+      'fresh',
+      stats({
+        hedgeDelayMs: null,
+        pathRttMs: null,
+        pathTimeout: {
+          enabled: false,
+          boundMs: null,
+          keepAliveIdleMs: null,
+          keepAliveIntervalMs: null,
+          idlePingIntervalMs: null,
+          evidence: 0,
+        },
+      }),
+    ),
+  );
+  assert.match(text, /# TYPE mysql2_keepalive_pool_path_timeout_bound_seconds gauge\n/);
+  assert.doesNotMatch(
+    text,
+    /^mysql2_keepalive_pool_(path_timeout_bound|hedge_delay|path_rtt|keepalive_idle|idle_ping_interval)_seconds\{/m,
+  );
 });
 
 test('metricsText: no dead connection yet means no idle-age sample (not a fake 0)', () => {

@@ -49,6 +49,13 @@ export function callbackApi(pool: Pool): void {
   pool.on('dead', (e) => {
     expectType<Equal<typeof e.idleMs, number>>();
   });
+  expectType<Equal<typeof stats.hedgeDelayMs, number | null>>();
+  expectType<Equal<typeof stats.pathTimeout.boundMs, number | null>>();
+  pool.on('pathTimeout', (e) => {
+    expectType<Equal<typeof e.boundMs, number | null>>();
+    expectType<Equal<typeof e.reason, 'learned' | 'lowered' | 'decayed' | 'restored'>>();
+    expectType<Equal<typeof e.advice, string>>();
+  });
   // mysql2's promise() keeps its type.
   const viaPromise: Mysql2PromisePool = pool.promise();
   void viaPromise;
@@ -73,11 +80,16 @@ const opts: KeepalivePoolOptions = {
   idlePingInterval: 60000,
   validationTimeout: 500,
   keepAliveInitialDelay: 30000,
+  hedgeCheckout: false,
+  learnPathTimeout: true,
   typeCast: true,
 };
 // @ts-expect-error idlePingInterval is a number of milliseconds
 const bad: KeepalivePoolOptions = { idlePingInterval: '2m' };
 void bad;
+// @ts-expect-error hedgeCheckout is a boolean
+const badHedge: KeepalivePoolOptions = { hedgeCheckout: 'yes' };
+void badHedge;
 void opts;
 void createPool;
 void createPromisePool;
