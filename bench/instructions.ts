@@ -109,6 +109,13 @@ export const NODE_FLAGS = [
   '--no-flush-baseline-code',
 ];
 
+/** NODE_FLAGS, plus BENCH_CALLGRIND_NODE_FLAGS (e.g. `--perf-basic-prof`, whose map names the
+ * JIT code in kept dumps). */
+function nodeFlags(): string[] {
+  const extra = (process.env.BENCH_CALLGRIND_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  return [...NODE_FLAGS, ...extra];
+}
+
 /** The libc function behind the child's marks (`os.getPriority(0)`); callgrind dumps on
  * entering it. */
 const MARKER = 'getpriority';
@@ -264,7 +271,7 @@ function runJob(
     '--dump-instr=no',
     '-q',
     process.execPath,
-    ...NODE_FLAGS,
+    ...nodeFlags(),
     child,
     ...['--variant', job.variant, '--api', job.api],
     ...['--workloads', workloads.map((w) => `${w.method}:${w.concurrency}`).join(',')],
@@ -424,7 +431,7 @@ export async function runInstructions(
 ): Promise<InstructionsReport> {
   const report: InstructionsReport = {
     available: false,
-    nodeFlags: NODE_FLAGS,
+    nodeFlags: nodeFlags(),
     settings: s,
     cells: [],
     checkout: null,

@@ -155,8 +155,8 @@ export class Checkout {
     callback: CheckoutCallback,
     stack: string | undefined,
     scope?: AsyncResource,
+    now: number = Date.now(),
   ): void {
-    const now = Date.now();
     const verdict = this.#parts.verdict(rec, now);
     if (verdict === LEND) {
       this.#lend(rec, now, stack);
@@ -203,18 +203,19 @@ export class Checkout {
   }
 
   /** A connection free for use (new, or validated for a caller who has gone): the first waiter
-   * in need gets it, else it goes on the idle stack. */
-  offer(rec: ConnectionRecord): void {
+   * in need gets it, else it goes on the idle stack. `now`: the clock, if the caller has just
+   * read it. */
+  offer(rec: ConnectionRecord, now?: number): void {
     if (this.#parts.closed()) return;
     const w = this.#firstInNeed();
-    if (w !== null) this.#serve(rec, w, w.callback, w.stack);
+    if (w !== null) this.#serve(rec, w, w.callback, w.stack, undefined, now);
     else this.#idle.push(rec);
   }
 
-  /** A released healthy connection. */
-  giveBack(rec: ConnectionRecord): void {
+  /** A released healthy connection; `now`: its release time, if it was released just now. */
+  giveBack(rec: ConnectionRecord, now?: number): void {
     this.#pool.emit('release', rec.conn);
-    this.offer(rec);
+    this.offer(rec, now);
   }
 
   /** Idle connections first, then new ones within connectionLimit, for the waiters in need, in

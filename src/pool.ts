@@ -39,6 +39,7 @@ import {
   hideSecrets,
   isExplicitDestroy,
   isReadOnlyError,
+  releaseTime,
   setReleased,
   socketFailureReason,
   unwrapConnection,
@@ -230,7 +231,7 @@ export class KeepalivePool extends EventEmitter {
       records.get(connection as PoolConnection) ?? records.get(unwrapConnection(connection));
     if (rec === undefined || !rec.borrowed) return;
     const conn = rec.conn;
-    const now = Date.now();
+    const now = releaseTime(conn);
     rec.borrowed = false;
     this.#monitor.returned(rec, now);
     rec.lastReleasedAt = now;
@@ -253,7 +254,7 @@ export class KeepalivePool extends EventEmitter {
       });
       return;
     }
-    this.#checkout.giveBack(rec);
+    this.#checkout.giveBack(rec, now);
   }
 
   /** Called by mysql2's PoolConnection on `end`, `error` and `destroy()`: the pool is the callee
