@@ -14,7 +14,7 @@
  *               one child process per peer and workload, startup cancelled out: deterministic
  *               where the wall-clock sections are noisy (bench/instructions.ts)
  *
- * Prints a table and writes JSON to bench/results/ (or --out). `--smoke` runs tiny sizes (< 30 s)
+ * Prints a table and writes JSON to bench/results/ (or --out). `--smoke` runs tiny sizes (about a minute)
  * for CI, which checks the JSON's shape and never its timings. `--help` lists the flags.
  */
 import fs from 'node:fs';
@@ -302,7 +302,7 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
 
 function usage(): string {
   const lines = ['usage: npm run bench -- [--smoke] [flags]', ''];
-  lines.push(`  ${'--smoke'.padEnd(30)}tiny sizes, every section, < 30 s (CI)`);
+  lines.push(`  ${'--smoke'.padEnd(30)}tiny sizes, every section, about a minute (CI)`);
   for (const [flag, f] of Object.entries(FLAGS)) {
     const def = DEFAULTS[f.key];
     lines.push(

@@ -3,21 +3,25 @@
  * counted by `valgrind --tool=callgrind`, against mysql2's pool.
  *
  * Wall-clock throughput on a shared 2-core machine spreads by tens of percent from round to
- * round; an instruction count does not depend on what else the machine does. Each (variant, API,
- * method) runs in a child process of its own (bench/instructions-child.ts, bundled here with the
- * package's tsup) under callgrind, which dumps its counters at every mark the child makes: after
- * warm-up and after each of K segments of N commands. A segment's dump is the difference of the
- * counters at two marks, so the process's startup, its warm-up (JIT compilation) and its
- * shutdown cancel out; instructions per query = instructions of the measured segments / queries.
- * The child runs V8 without background threads (`--single-threaded`: compilation and GC happen
- * on the main thread, in the same order every run) and with fixed seeds and new-space size, so
- * that a repeat runs the same code. What can still vary is how many answers one socket read
- * brings (the server runs natively, the client about 50 times slower), i.e. event-loop turns per
- * query; the repeats show how much that is.
+ * round; an instruction count does not depend on what else the machine does. Each (variant, API)
+ * runs in a child process of its own (bench/instructions-child.ts, bundled here with the
+ * package's tsup) under callgrind: warm-up rounds of every workload uninstrumented, then, after
+ * `callgrind_control --instr=on`, K counted rounds. Callgrind dumps its counters at every mark the
+ * child makes (before the first counted segment and after each), so a dump is the difference of
+ * the counters at two marks: startup, warm-up and shutdown cancel out, and instructions per
+ * command = a segment's instructions / its commands.
+ *
+ * The child runs V8 without background threads (`--single-threaded`: compilation and GC happen on
+ * the main thread, at points the code decides), with fixed seeds and new-space size, and without
+ * V8's timer-driven work, so that a repeat runs the same code in the same order. What can still
+ * vary is how many answers one socket read brings (the server runs natively, the client about 50
+ * times slower), i.e. event-loop turns per query; the repeats show how much that is (< 0.5 %).
+ * The headline excludes V8's compilers and the garbage collector, counted apart from the call
+ * edges into their entry points (see {@link InstructionsCell}).
  *
  * Counted: everything the client process executes between the marks, in every thread (the pool,
- * mysql2's protocol code, node's net and libuv, system-call wrappers, GC, the bench's own loop,
- * which is the same code for every peer). Not counted: the kernel, the server.
+ * mysql2's protocol code, node's net and libuv, system-call wrappers, the bench's own loop, which
+ * is the same code for every peer). Not counted: the kernel, the server.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
