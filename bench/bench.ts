@@ -10,8 +10,11 @@
  *               and sparse (each checkout after the window: the pool validates)
  *   memory      heap and RSS after N queries and per idle connection, one fresh process per peer
  *   recovery    first-query latency after the kernel rig forgot every flow (drop and RST modes)
+ *   instructions  client instructions per query and per hot checkout under valgrind's callgrind,
+ *               one child process per peer and workload, startup cancelled out: deterministic
+ *               where the wall-clock sections are noisy (bench/instructions.ts)
  *
- * Prints a table and writes JSON to bench/results/ (or --out). `--smoke` runs tiny sizes (< 30 s)
+ * Prints a table and writes JSON to bench/results/ (or --out). `--smoke` runs tiny sizes (about a minute)
  * for CI, which checks the JSON's shape and never its timings. `--help` lists the flags.
  */
 import fs from 'node:fs';
@@ -24,6 +27,8 @@ import { runInNs } from '../test/support/ns-run.js';
 import type { RigMode } from '../test/support/rig.js';
 import { resolveConfig } from '../src/config.js';
 import { buildPackage } from './build.js';
+import { runInstructions } from './instructions.js';
+import type { InstructionsReport } from './instructions.js';
 import { checkoutSamples, fill, gcTotals, throughputCell } from './measure.js';
 import type { Method } from './measure.js';
 import type { MemoryResult } from './memory-child.js';
@@ -44,7 +49,7 @@ import type { RecoveryReport } from './recovery.js';
 import { latencySummary, round, spread } from './stats.js';
 import type { LatencySummary, Spread } from './stats.js';
 
-const SECTIONS = ['throughput', 'checkout', 'memory', 'recovery'] as const;
+const SECTIONS = ['throughput', 'checkout', 'memory', 'recovery', 'instructions'] as const;
 type Section = (typeof SECTIONS)[number];
 
 export interface Settings {
@@ -76,6 +81,19 @@ export interface Settings {
   recoveryCapMs: number;
   recoveryParallel: number;
   recoverySpells: number;
+  /** Peers of the instructions section (this pool's formats as in throughput). */
+  instructionsPeers: PeerName[];
+  instructionsApis: Api[];
+  instructionsConcurrency: number[];
+  /** Uninstrumented warm-up rounds, commands per segment, counted rounds per process. */
+  instructionsWarmup: number;
+  instructionsQueries: number;
+  instructionsSegments: number;
+  /** Hot checkouts per segment. */
+  instructionsCheckouts: number;
+  /** Processes per peer and workload (the figure's spread is over these). */
+  instructionsRepeats: number;
+  instructionsParallel: number;
   out: string | null;
   url: string | null;
 }
@@ -106,6 +124,15 @@ const DEFAULTS: Settings = {
   recoveryCapMs: 5000,
   recoveryParallel: 3,
   recoverySpells: 4,
+  instructionsPeers: ['keepalive', 'mysql2'],
+  instructionsApis: [...APIS],
+  instructionsConcurrency: [32],
+  instructionsWarmup: 12,
+  instructionsQueries: 1000,
+  instructionsSegments: 4,
+  instructionsCheckouts: 10_000,
+  instructionsRepeats: 3,
+  instructionsParallel: 2,
   out: null,
   url: null,
 };
@@ -126,6 +153,13 @@ const SMOKE: Partial<Settings> = {
   recoveryCapMs: 2000,
   recoveryParallel: 6,
   recoverySpells: 2,
+  instructionsApis: ['callback'],
+  instructionsWarmup: 1,
+  instructionsQueries: 50,
+  instructionsSegments: 2,
+  instructionsCheckouts: 200,
+  instructionsRepeats: 1,
+  instructionsParallel: 3,
 };
 
 type Kind =
@@ -217,6 +251,51 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
     kind: 'int',
     help: 'idle spells of the learning run (0: none)',
   },
+  '--instructions-peers': {
+    key: 'instructionsPeers',
+    kind: 'peers',
+    help: 'peers counted under callgrind',
+  },
+  '--instructions-apis': {
+    key: 'instructionsApis',
+    kind: 'apis',
+    help: 'APIs counted under callgrind: callback,promise',
+  },
+  '--instructions-concurrency': {
+    key: 'instructionsConcurrency',
+    kind: 'list-int',
+    help: 'concurrencies of the instruction counts',
+  },
+  '--instructions-warmup': {
+    key: 'instructionsWarmup',
+    kind: 'int',
+    help: 'rounds of every workload before counting starts',
+  },
+  '--instructions-queries': {
+    key: 'instructionsQueries',
+    kind: 'int',
+    help: 'queries per counted segment',
+  },
+  '--instructions-segments': {
+    key: 'instructionsSegments',
+    kind: 'int',
+    help: 'counted segments per process',
+  },
+  '--instructions-checkouts': {
+    key: 'instructionsCheckouts',
+    kind: 'int',
+    help: 'hot checkouts per counted segment',
+  },
+  '--instructions-repeats': {
+    key: 'instructionsRepeats',
+    kind: 'int',
+    help: 'processes per peer and workload',
+  },
+  '--instructions-parallel': {
+    key: 'instructionsParallel',
+    kind: 'int',
+    help: 'processes under callgrind at a time',
+  },
   '--out': {
     key: 'out',
     kind: 'string',
@@ -231,7 +310,7 @@ const FLAGS: Record<string, { key: keyof Settings; kind: Kind; help: string }> =
 
 function usage(): string {
   const lines = ['usage: npm run bench -- [--smoke] [flags]', ''];
-  lines.push(`  ${'--smoke'.padEnd(30)}tiny sizes, every section, < 30 s (CI)`);
+  lines.push(`  ${'--smoke'.padEnd(30)}tiny sizes, every section, about a minute (CI)`);
   for (const [flag, f] of Object.entries(FLAGS)) {
     const def = DEFAULTS[f.key];
     lines.push(
@@ -306,6 +385,15 @@ export function parseArgs(argv: string[]): Settings {
     }
   }
   if (s.rounds < 1) throw new Error('--rounds must be >= 1');
+  for (const k of [
+    'instructionsQueries',
+    'instructionsSegments',
+    'instructionsCheckouts',
+    'instructionsRepeats',
+    'instructionsParallel',
+  ] as const) {
+    if (s[k] < 1) throw new Error(`${k} must be >= 1`);
+  }
   if (s.recoveryIdleSec <= s.recoveryIdleTimeoutSec) {
     throw new Error(
       '--recovery-idle must exceed --recovery-idle-timeout (the flows must be forgotten)',
@@ -576,6 +664,7 @@ export interface BenchResult {
   checkout: CheckoutReport | null;
   memory: Partial<Record<PeerName, MemoryResult>> | null;
   recovery: (RecoveryReport & { validationTimeoutMs: number }) | null;
+  instructions: InstructionsReport | null;
 }
 
 function serverVersion(db: DbOptions): Promise<string> {
@@ -700,7 +789,44 @@ function printReport(res: BenchResult): void {
       }
     }
   }
+  if (res.instructions) printInstructions(res.instructions);
   log();
+}
+
+function printInstructions(r: InstructionsReport): void {
+  log();
+  if (!r.available) {
+    log(`Instructions: not counted (${r.reason})`);
+    return;
+  }
+  const st = r.settings;
+  log(
+    `Client instructions per command (callgrind; node ${r.nodeFlags.join(' ')}): median [min–max] over ${st.repeats} process(es) of ${st.segments} segment(s) × ${st.perSegment} queries (${st.checkoutPerSegment} checkouts); vs mysql2: median [min, max] of the ratios`,
+  );
+  const variants: VariantName[] = ['keepalive', 'keepalive-esm', 'mysql2', 'mariadb'];
+  const rows = [...r.cells, ...(r.checkout ? [r.checkout] : [])];
+  const shown = variants.filter((v) => rows.some((c) => c.perCommand[v]));
+  log(
+    'api      method   conc  ' +
+      shown.map((p) => p.padStart(26)).join('') +
+      '   vs mysql2 (instructions, diff per command)',
+  );
+  for (const c of rows) {
+    const cols = shown.map((p) => {
+      const v = c.perCommand[p];
+      return (v ? `${fmt(v.median)} [${fmt(v.min)}–${fmt(v.max)}]` : '-').padStart(26);
+    });
+    const ratios = shown
+      .filter((p) => p !== 'mysql2' && c.ratioToMysql2[p])
+      .map((p) => {
+        const q = c.ratioToMysql2[p]!;
+        const d = c.diffToMysql2[p]!;
+        return `${p} ${pct(q.median)} [${pct(q.min)}, ${pct(q.max)}] (${d.median >= 0 ? '+' : ''}${fmt(d.median)})`;
+      });
+    log(
+      `${c.api.padEnd(8)} ${c.method.padEnd(8)} ${String(c.concurrency).padStart(4)}  ${cols.join('')}   ${ratios.join('; ')}`,
+    );
+  }
 }
 
 async function main(): Promise<void> {
@@ -734,6 +860,7 @@ async function main(): Promise<void> {
     checkout: null,
     memory: null,
     recovery: null,
+    instructions: null,
   };
   const build = s.source === 'build' ? await buildPackage() : null;
   const bundle = build === null ? null : build.index.cjs;
@@ -753,6 +880,28 @@ async function main(): Promise<void> {
   }
   if (s.sections.includes('memory')) result.memory = await memory(s, db, bundle);
   if (s.sections.includes('recovery')) result.recovery = await recovery(s, bundle);
+  if (s.sections.includes('instructions')) {
+    // Counted as the bundles users run, whatever --source says: no tsx in the counted process.
+    result.instructions = await runInstructions(
+      {
+        peers: s.instructionsPeers,
+        apis: s.instructionsApis,
+        formats: s.formats,
+        methods: s.methods,
+        concurrency: s.instructionsConcurrency,
+        connectionLimit: s.connectionLimit,
+        warmupRounds: s.instructionsWarmup,
+        perSegment: s.instructionsQueries,
+        segments: s.instructionsSegments,
+        checkoutPerSegment: s.instructionsCheckouts,
+        repeats: s.instructionsRepeats,
+        parallel: s.instructionsParallel,
+      },
+      build ?? (await buildPackage()),
+      db,
+      log,
+    );
+  }
   result.environment.loadavgEnd = os.loadavg();
   result.durationMs = Date.now() - started;
   printReport(result);

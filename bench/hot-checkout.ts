@@ -9,7 +9,7 @@
  */
 import { dbOptions } from '../test/support/db.js';
 import { buildPool } from './build.js';
-import { fill } from './measure.js';
+import { fill, hotCheckouts } from './measure.js';
 import { createPeer, useKeepaliveModule } from './peers.js';
 import type { PeerPool } from './peers.js';
 import { median } from './stats.js';
@@ -20,18 +20,8 @@ function arg(name: string, def: string): string {
 }
 
 /** `n` checkouts back to back; resolves with ns per checkout. */
-function loop(pool: PeerPool, n: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let i = 0;
-    const t0 = process.hrtime.bigint();
-    const got = (err: Error | null, conn?: unknown): void => {
-      if (err) return reject(err);
-      pool.release(conn);
-      if (++i < n) pool.getConnection(got);
-      else resolve(Number(process.hrtime.bigint() - t0) / n);
-    };
-    pool.getConnection(got);
-  });
+async function loop(pool: PeerPool, n: number): Promise<number> {
+  return (await hotCheckouts(pool, n)) / n;
 }
 
 async function main(): Promise<void> {

@@ -158,3 +158,37 @@ export function countLoop(
     for (let i = 0; i < Math.min(concurrency, total); i++) issue();
   });
 }
+
+/** `n` hot checkouts back to back (getConnection → callback → release, nothing else per
+ * checkout); resolves with the elapsed ns. A pool that calls back synchronously (mariadb's, when
+ * it has an idle connection) is looped, not recursed into. */
+export function hotCheckouts(pool: PeerPool, n: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let i = 0;
+    let inNext = false;
+    let again = false;
+    const t0 = process.hrtime.bigint();
+    const next = (): void => {
+      if (inNext) {
+        again = true;
+        return;
+      }
+      inNext = true;
+      do {
+        again = false;
+        pool.getConnection(got);
+      } while (again);
+      inNext = false;
+    };
+    function got(err: Error | null, conn?: unknown): void {
+      if (err) {
+        reject(err);
+        return;
+      }
+      pool.release(conn);
+      if (++i < n) next();
+      else resolve(Number(process.hrtime.bigint() - t0));
+    }
+    next();
+  });
+}

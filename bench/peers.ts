@@ -142,7 +142,7 @@ export const FORMATS: readonly ModuleFormat[] = ['cjs', 'esm'];
 /** A throughput peer: `keepalive` (CommonJS), `keepalive-esm`, `mysql2`, `mariadb`. */
 export type VariantName = 'keepalive' | 'keepalive-esm' | 'mysql2' | 'mariadb';
 
-interface KeepaliveEntries {
+export interface KeepaliveEntries {
   index: typeof KeepaliveModule;
   promise: typeof import('../src/promise.js');
 }
@@ -171,6 +171,11 @@ export async function loadKeepaliveVariants(
     index: (await import(url(build.index.esm))) as typeof KeepaliveModule,
     promise: (await import(url(build.promise.esm))) as KeepaliveEntries['promise'],
   });
+}
+
+/** Sets one format's entries directly (a child process that loads only the bundle it measures). */
+export function setKeepaliveVariant(format: ModuleFormat, entries: KeepaliveEntries): void {
+  variants.set(format, entries);
 }
 
 /** The variants a throughput cell runs for `api`, given the peers and formats asked for. */
@@ -232,10 +237,14 @@ export function createVariant(variant: VariantName, api: Api, o: PeerOptions): P
   if (variant === 'keepalive' || variant === 'keepalive-esm') {
     const entries = variants.get(variant === 'keepalive' ? 'cjs' : 'esm');
     if (!entries) throw new Error('bench: loadKeepaliveVariants() was not called');
+    const options = {
+      ...base,
+      ...(o.validationWindowMs === undefined ? {} : { validationSkipWindow: o.validationWindowMs }),
+    };
     if (api === 'promise') {
-      return promiseShaped('keepalive', entries.promise.createPool(base) as never);
+      return promiseShaped('keepalive', entries.promise.createPool(options) as never);
     }
-    const pool = entries.index.createPool(base);
+    const pool = entries.index.createPool(options);
     return mysql2Shaped('keepalive', pool as unknown as CallbackPool, () => ({}));
   }
   if (api === 'callback') return createPeer(variant, o);

@@ -167,8 +167,8 @@ export class Checkout {
     callback: CheckoutCallback,
     stack: string | undefined,
     scope?: AsyncResource,
+    now: number = Date.now(),
   ): void {
-    const now = Date.now();
     const verdict = this.#parts.verdict(rec, now);
     if (verdict === LEND) {
       this.#lend(rec, now, stack);
@@ -241,8 +241,9 @@ export class Checkout {
 
   /** A connection free for use (new, released, or validated for a caller who has gone): closed if
    * the pool is above what hedge.ts allows now; else the first waiter in need gets it (or a hedged
-   * one, when it needs no ping), else it goes on the idle stack. */
-  offer(rec: ConnectionRecord): void {
+   * one, when it needs no ping), else it goes on the idle stack. `now`: the clock, if the caller
+   * has just read it. */
+  offer(rec: ConnectionRecord, now?: number): void {
     if (this.#parts.closed()) return;
     if (this.#parts.hedges.surplus() > 0) {
       rec.retired = 'hedge-surplus';
@@ -250,20 +251,20 @@ export class Checkout {
       this.#parts.destroy(rec);
       return;
     }
-    const lendable = this.#hedged > 0 && this.#parts.verdict(rec, Date.now()) === LEND;
+    const lendable = this.#hedged > 0 && this.#parts.verdict(rec, now ?? Date.now()) === LEND;
     const w = this.#firstTaker(lendable);
     if (w === null) {
       this.#idle.push(rec);
       return;
     }
     if (w.checking) this.#counters.hedgeWins++;
-    this.#serve(rec, w, w.callback, w.stack);
+    this.#serve(rec, w, w.callback, w.stack, undefined, now);
   }
 
-  /** A released healthy connection. */
-  giveBack(rec: ConnectionRecord): void {
+  /** A released healthy connection; `now`: its release time, if it was released just now. */
+  giveBack(rec: ConnectionRecord, now?: number): void {
     this.#pool.emit('release', rec.conn);
-    this.offer(rec);
+    this.offer(rec, now);
   }
 
   /** Idle connections first, then new ones within connectionLimit, for the waiters in need, in

@@ -42,6 +42,17 @@ export function setReleased(conn: PoolConnection, released: boolean): void {
   (conn as unknown as { _released: boolean })._released = released;
 }
 
+/** When `conn` was released, for a pool's releaseConnection: mysql2's `PoolConnection.release()`
+ * sets `_released` and stamps `lastActiveTime` with `Date.now()` just before it calls the pool,
+ * so that clock read is reused (one fewer per query); any other caller (the promise pool,
+ * `pool.releaseConnection(conn)` directly) gets a fresh one. */
+export function releaseTime(conn: PoolConnection): number {
+  const c = conn as unknown as { _released?: boolean; lastActiveTime?: unknown };
+  return c._released === true && typeof c.lastActiveTime === 'number'
+    ? c.lastActiveTime
+    : Date.now();
+}
+
 /** The connection mysql2's PromisePool.releaseConnection passes a PromisePoolConnection for. */
 export function unwrapConnection(
   connection: PoolConnection | { connection: PoolConnection },

@@ -42,6 +42,7 @@ import {
   hideSecrets,
   isExplicitDestroy,
   isReadOnlyError,
+  releaseTime,
   setReleased,
   fatalErrorCode,
   socketFailureReason,
@@ -300,7 +301,7 @@ export class KeepalivePool extends EventEmitter {
       records.get(connection as PoolConnection) ?? records.get(unwrapConnection(connection));
     if (rec === undefined || !rec.borrowed) return;
     const conn = rec.conn;
-    const now = Date.now();
+    const now = releaseTime(conn);
     rec.borrowed = false;
     this.#monitor.returned(rec, now);
     rec.lastReleasedAt = now;
@@ -323,7 +324,7 @@ export class KeepalivePool extends EventEmitter {
       });
       return;
     }
-    this.#checkout.giveBack(rec);
+    this.#checkout.giveBack(rec, now);
   }
 
   /** Called by mysql2's PoolConnection on `end`, `error` and `destroy()`: the pool is the callee

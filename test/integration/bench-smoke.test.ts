@@ -126,6 +126,43 @@ test('npm run bench -- --smoke writes a complete results file', { timeout: 180_0
       }
     }
 
+    // instructions under callgrind: every workload of the settings, this pool (CommonJS and
+    // ESM) and mysql2, with ratios to mysql2; and the hot checkout.
+    const ins = r.instructions!;
+    assert.ok(ins, 'instructions section');
+    if (!ins.available) {
+      assert.equal(typeof ins.reason, 'string');
+      assert.ok(!inCI, `CI=true and valgrind is unavailable: ${ins.reason}`);
+      process.stderr.write(`\n*** bench smoke: instructions not counted: ${ins.reason}\n`);
+    } else {
+      assert.match(ins.valgrind ?? '', /valgrind/);
+      assert.ok(ins.nodeFlags.includes('--single-threaded'));
+      const st = ins.settings;
+      assert.deepEqual(
+        ins.cells.map((c) => `${c.api}/${c.method}/${c.concurrency}`),
+        st.apis.flatMap((a) =>
+          st.methods.flatMap((m) => st.concurrency.map((n) => `${a}/${m}/${n}`)),
+        ),
+      );
+      assert.ok(ins.checkout, 'hot checkout counted');
+      assert.equal(ins.checkout!.method, 'checkout');
+      for (const c of [...ins.cells, ins.checkout!]) {
+        const where = `instructions ${c.api}/${c.method}/${c.concurrency}`;
+        for (const p of ['keepalive', 'keepalive-esm', 'mysql2']) {
+          const per = c.perCommand[p as 'mysql2'];
+          assertSpread(per, `${where} perCommand.${p}`);
+          assert.equal(per!.values.length, st.repeats, `${where}: one value per repeat`);
+          assert.ok(per!.min > 0, `${where}: ${p} executed instructions`);
+          assertSpread(c.segments[p as 'mysql2'], `${where} segments.${p}`);
+          assert.equal(c.segments[p as 'mysql2']!.values.length, st.repeats * st.segments);
+          if (p === 'mysql2') continue;
+          assertSpread(c.ratioToMysql2[p as 'keepalive'], `${where} ratioToMysql2.${p}`);
+          assertSpread(c.diffToMysql2[p as 'keepalive'], `${where} diffToMysql2.${p}`);
+        }
+        assert.equal(c.ratioToMysql2.mysql2, undefined);
+      }
+    }
+
     // recovery through the kernel rig.
     const rec = r.recovery!;
     assert.ok(rec, 'recovery section');
