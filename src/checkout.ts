@@ -18,9 +18,13 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
+// The module's binding, not the global: on Node 20 the global `process` is an accessor, a getter
+// call on every `process.nextTick` of the checkout path.
+import process from 'node:process';
 import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
+import { isUnusable } from './health.js';
 import type { ConnectionRecord } from './health.js';
 import type { Hedge, Hedges } from './hedge.js';
 import { LEND, VALIDATE } from './health-monitor.js';
@@ -36,8 +40,9 @@ export type CheckoutCallback = (err: Error | null, conn?: PoolConnection) => voi
 interface Waiter {
   readonly callback: CheckoutCallback;
   /** The caller's async context, saved at getConnection: its callback runs in it, wherever the
-   * connection comes from (a release, a socket, a ping answer). */
-  readonly scope: AsyncResource;
+   * connection comes from (a release, a socket, a ping answer). Null for a caller that restores
+   * its context itself (a one-shot query, which enters it only where it matters). */
+  readonly scope: AsyncResource | null;
   readonly enqueuedAt: number;
   /** The caller's stack, captured at getConnection (only when leak detection is on). */
   readonly stack: string | undefined;
@@ -86,6 +91,9 @@ export class Checkout {
   #acquireTimer: NodeJS.Timeout | null = null;
   #dispatching = false;
   #dispatchAgain = false;
+  /** Someone listens for `acquire`, `release` or `enqueue` (set for good on the first listener):
+   * until then they are not emitted, which spares two or three `emit` calls per checkout. */
+  #announce = false;
   readonly #pool: EventEmitter;
   readonly #options: ResolvedConfig;
   readonly #counters: Counters;
@@ -101,6 +109,9 @@ export class Checkout {
     this.#options = options;
     this.#counters = counters;
     this.#parts = parts;
+    pool.on('newListener', (event: string | symbol) => {
+      if (event === 'acquire' || event === 'release' || event === 'enqueue') this.#announce = true;
+    });
   }
 
   /** Callers waiting for a connection. */
@@ -114,13 +125,14 @@ export class Checkout {
   }
 
   /** getConnection: the one path from a caller to its callback. `stack` is the caller's, when
-   * leak detection wants it; `scope` the caller's async context when the caller has already
-   * saved it (else it is saved here if the caller must wait). */
-  acquire(callback: CheckoutCallback, stack: string | undefined, scope?: AsyncResource): void {
+   * leak detection wants it. `ownContext`: the caller restores its async context itself, so its
+   * callback may run in any context; else the context is saved here if the caller must wait, and
+   * the callback runs in it. */
+  acquire(callback: CheckoutCallback, stack: string | undefined, ownContext = false): void {
     if (this.#first === null) {
       const rec = this.#idle.pop();
       if (rec !== undefined) {
-        this.#serve(rec, null, callback, stack, scope);
+        this.#serve(rec, null, callback, stack, ownContext);
         return;
       }
     }
@@ -148,12 +160,12 @@ export class Checkout {
         );
         return;
       }
-      this.#pool.emit('enqueue');
+      if (this.#announce) this.#pool.emit('enqueue');
       // Nothing idle, no room: a release or a closed slot will serve it.
-      this.#enqueue(callback, stack, scope);
+      this.#enqueue(callback, stack, ownContext);
       return;
     }
-    this.#enqueue(callback, stack, scope);
+    this.#enqueue(callback, stack, ownContext);
     this.dispatch();
   }
 
@@ -166,7 +178,7 @@ export class Checkout {
     waiter: Waiter | null,
     callback: CheckoutCallback,
     stack: string | undefined,
-    scope?: AsyncResource,
+    ownContext: boolean,
     now: number = Date.now(),
   ): void {
     const verdict = this.#parts.verdict(rec, now);
@@ -177,11 +189,12 @@ export class Checkout {
       else this.#settle(waiter, null, rec.conn);
       return;
     }
-    const w = waiter ?? this.#enqueue(callback, stack, scope);
+    const w = waiter ?? this.#enqueue(callback, stack, ownContext);
     if (verdict === VALIDATE) {
       this.#validateFor(w, rec);
       return;
     }
+    letGo(rec);
     this.#parts.destroy(rec);
     this.dispatch();
   }
@@ -212,7 +225,6 @@ export class Checkout {
         this.#parts.destroy(rec);
         this.dispatch();
       } else if (waiter.settled) {
-        letGo(rec);
         this.offer(rec);
       } else {
         this.#lend(rec, Date.now(), waiter.stack);
@@ -246,6 +258,7 @@ export class Checkout {
   offer(rec: ConnectionRecord, now?: number): void {
     if (this.#parts.closed()) return;
     if (this.#parts.hedges.surplus() > 0) {
+      letGo(rec);
       rec.retired = 'hedge-surplus';
       this.#counters.hedgeSurplus++;
       this.#parts.destroy(rec);
@@ -254,16 +267,19 @@ export class Checkout {
     const lendable = this.#hedged > 0 && this.#parts.verdict(rec, now ?? Date.now()) === LEND;
     const w = this.#firstTaker(lendable);
     if (w === null) {
-      this.#idle.push(rec);
+      letGo(rec);
+      // On the way to a caller the verdict checks this; on the way to the idle stack, here.
+      if (isUnusable(rec.conn)) this.#parts.destroy(rec);
+      else this.#idle.push(rec);
       return;
     }
     if (w.checking) this.#counters.hedgeWins++;
-    this.#serve(rec, w, w.callback, w.stack, undefined, now);
+    this.#serve(rec, w, w.callback, w.stack, w.scope === null, now);
   }
 
   /** A released healthy connection; `now`: its release time, if it was released just now. */
   giveBack(rec: ConnectionRecord, now?: number): void {
-    this.#pool.emit('release', rec.conn);
+    if (this.#announce) this.#pool.emit('release', rec.conn);
     this.offer(rec, now);
   }
 
@@ -282,7 +298,7 @@ export class Checkout {
         for (let w = this.#firstInNeed(); w !== null; w = this.#firstInNeed()) {
           const rec = this.#idle.pop();
           if (rec === undefined) break;
-          this.#serve(rec, w, w.callback, w.stack);
+          this.#serve(rec, w, w.callback, w.stack, w.scope === null);
         }
         // One attempt per waiter in need that no attempt in progress will serve (a hedged waiter
         // counts on the attempt of its hedge).
@@ -345,14 +361,14 @@ export class Checkout {
     setReleased(conn, false);
     this.#counters.acquires++;
     this.#parts.lent(rec, stack);
-    this.#pool.emit('acquire', conn);
+    if (this.#announce) this.#pool.emit('acquire', conn);
   }
 
-  #enqueue(callback: CheckoutCallback, stack: string | undefined, scope?: AsyncResource): Waiter {
+  #enqueue(callback: CheckoutCallback, stack: string | undefined, ownContext: boolean): Waiter {
     const w: Waiter = {
       callback,
       // Saved now, in the caller's async context: the releaser's, the socket's are the wrong ones.
-      scope: scope ?? new AsyncResource('mysql2-keepalive-pool:waiter'),
+      scope: ownContext ? null : new AsyncResource('mysql2-keepalive-pool:waiter'),
       enqueuedAt: Date.now(),
       stack,
       prev: this.#last,
@@ -399,7 +415,8 @@ export class Checkout {
     if (--this.#waiting === 0) this.#disarmAcquireTimer();
     // nextTick, as mysql2 does: a throwing callback is an uncaught exception, never an unhandled
     // rejection of a promise chain.
-    process.nextTick(runInScope, w, err, conn);
+    if (w.scope === null) process.nextTick(w.callback, err, conn);
+    else process.nextTick(runInScope, w, err, conn);
   }
 
   /** Arms the acquire timer for the oldest waiter, unless armed. */
@@ -449,5 +466,5 @@ export class Checkout {
 
 /** Runs a waiter's callback in the async context of its getConnection call. */
 function runInScope(w: Waiter, err: Error | null, conn?: PoolConnection): void {
-  w.scope.runInAsyncScope(w.callback, null, err, conn);
+  (w.scope as AsyncResource).runInAsyncScope(w.callback, null, err, conn);
 }

@@ -15,6 +15,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
+import type { TracingChannel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import createDebug from 'debug';
@@ -67,6 +68,16 @@ const poolConnectChannel =
     ? diagnostics.tracingChannel<object, PoolConnectTraceContext>('mysql2:pool:connect')
     : undefined;
 
+/** mysql2's channels of `connection.query` and `connection.execute`, published by mysql2. */
+const queryChannel =
+  typeof diagnostics.tracingChannel === 'function'
+    ? diagnostics.tracingChannel<object, object>('mysql2:query')
+    : undefined;
+const executeChannel =
+  typeof diagnostics.tracingChannel === 'function'
+    ? diagnostics.tracingChannel<object, object>('mysql2:execute')
+    : undefined;
+
 /** The context object of a `mysql2:pool:connect` trace, as mysql2 builds it. */
 interface PoolConnectTraceContext {
   database: string;
@@ -76,7 +87,7 @@ interface PoolConnectTraceContext {
 
 /** Whether anyone listens, as mysql2 checks it: `TracingChannel.hasSubscribers` is missing on
  * Node 20 before 20.13, where the start channel tells. */
-function tracing(channel: typeof poolConnectChannel): channel is NonNullable<typeof channel> {
+function tracing<C extends TracingChannel<object, object>>(channel: C | undefined): channel is C {
   if (channel === undefined) return false;
   const c = channel as unknown as { hasSubscribers?: boolean; start?: { hasSubscribers: boolean } };
   return c.hasSubscribers ?? c.start?.hasSubscribers ?? false;
@@ -307,13 +318,19 @@ export class KeepalivePool extends EventEmitter {
     rec.lastReleasedAt = now;
     rec.lastAliveAt = now;
     setReleased(conn, true);
-    letGo(rec);
-    if (this._closed) return;
-    if (rec.dead !== null || isUnusable(conn)) {
-      this.#connections.destroy(rec);
+    // A connection that goes straight to a waiting caller stays held (checkout.ts lets go of the
+    // ones that go idle): a busy pool then schedules no let-go at all.
+    if (this._closed || rec.dead !== null) {
+      letGo(rec);
+      if (!this._closed) this.#connections.destroy(rec);
       return;
     }
     if (this.config.resetOnRelease) {
+      letGo(rec);
+      if (isUnusable(conn)) {
+        this.#connections.destroy(rec);
+        return;
+      }
       conn.reset((err: unknown) => {
         if (err) {
           rec.retired = 'reset-failed';
@@ -324,6 +341,8 @@ export class KeepalivePool extends EventEmitter {
       });
       return;
     }
+    // Closed meanwhile (mysql2 saw a fatal error, the socket ended): checkout.ts closes it, on its
+    // way to the next caller or to the idle stack.
     this.#checkout.giveBack(rec, now);
   }
 
@@ -399,7 +418,7 @@ export class KeepalivePool extends EventEmitter {
     this.#checkout.acquire(
       job.onConnection as CheckoutCallback,
       this.#leakDetection ? (job.stack ??= acquiredHere(job.entry)) : undefined,
-      job.scope,
+      true,
     );
   }
 
@@ -589,32 +608,45 @@ abstract class OneShot {
   protected abstract fail(err: unknown): void;
   protected abstract send(conn: PoolConnection): void;
 
-  /** The checkout's answer. */
+  /** The checkout's answer, in whatever async context it comes (the caller's, a releaser's, a
+   * socket's): the caller's is entered for what reaches the caller or a tracer from here. */
   readonly onConnection = (err: NodeJS.ErrnoException | null, conn: PoolConnection): void => {
     if (err) {
-      this.fail(err);
+      this.scope.runInAsyncScope(this.fail, this, err);
       return;
     }
+    // mysql2 publishes the command on its tracing channel from inside `send`: its subscribers
+    // (APMs) read the caller's context there. Without subscribers nothing in `send` reads it (the
+    // result callback enters it itself), which spares a second entry per command.
+    if (this.traced()) this.scope.runInAsyncScope(this.use, this, conn);
+    else this.use(conn);
+  };
+
+  /** Whether mysql2's tracing channel of this command has subscribers. */
+  protected abstract traced(): boolean;
+
+  private use(conn: PoolConnection): void {
     if (isUnusable(conn)) {
       conn.destroy();
       if (this.#retriesLeft-- > 0) {
         this.counters.retries++;
         debug('%s: connection closed before sending; retrying on another', this.poolName);
-        this.borrow(this);
+        // In the caller's context: the retry may wait in the queue, or be traced.
+        this.scope.runInAsyncScope(this.borrow, undefined, this);
         return;
       }
       // Sending would only produce this error (and, for a query without a callback, raise it
       // on the connection instead of the query, leaving the caller waiting forever).
-      this.fail(closedStateError());
+      this.scope.runInAsyncScope(this.fail, this, closedStateError());
       return;
     }
     try {
       this.send(conn);
     } catch (e) {
       conn.release();
-      this.fail(e);
+      this.scope.runInAsyncScope(this.fail, this, e);
     }
-  };
+  }
 }
 
 /** `pool.query`: mysql2's Query command, built by the caller, sent as it is. */
@@ -629,6 +661,10 @@ class QueryShot extends OneShot {
     readonly cmdQuery: MysqlQuery,
   ) {
     super(counters, poolName, borrow);
+  }
+
+  protected traced(): boolean {
+    return tracing(queryChannel);
   }
 
   protected fail(err: unknown): void {
@@ -672,6 +708,10 @@ class ExecuteShot extends OneShot {
     readonly done: ResultCallback,
   ) {
     super(counters, poolName, borrow);
+  }
+
+  protected traced(): boolean {
+    return tracing(executeChannel);
   }
 
   protected fail(err: unknown): void {

@@ -291,6 +291,51 @@ describe('async context across a wait in the queue', () => {
     assert.deepEqual(seen, expected);
   });
 
+  test('mysql2:query and mysql2:execute start in the caller’s context after a wait', async (t) => {
+    // APMs open the command's span in the start event, under the caller's current span: the pool
+    // enters a queued one-shot caller's context around the send while mysql2's command channel
+    // has subscribers (and spares that entry while it has none).
+    // Only the command's channel is traced here: with subscribers on mysql2:pool:connect the
+    // one-shot goes through the traced getConnection, which enters the context anyway.
+    for (const h of handlers) diagnostics.tracingChannel(h.channel).unsubscribe(h.subscribers);
+    t.after(() => {
+      for (const h of handlers) diagnostics.tracingChannel(h.channel).subscribe(h.subscribers);
+    });
+    assert.equal(diagnostics.tracingChannel('mysql2:pool:connect').start.hasSubscribers, false);
+    for (const name of ['mysql2:query', 'mysql2:execute'] as const) {
+      const channel = diagnostics.tracingChannel(name);
+      const startedIn: (string | undefined)[] = [];
+      const subscriber = {
+        start: (): void => {
+          startedIn.push(als.getStore());
+        },
+        end: noop,
+        asyncStart: noop,
+        asyncEnd: noop,
+        error: noop,
+      };
+      channel.subscribe(subscriber);
+      try {
+        const p = pool({ connectionLimit: 1 });
+        let enqueued = 0;
+        p.on('enqueue', () => enqueued++);
+        const { expected, seen } = await callers(p, (done) => {
+          const cb = (err: unknown): void => {
+            assert.ifError(err);
+            done(als.getStore());
+          };
+          if (name === 'mysql2:query') p.query('SELECT SLEEP(0.01) AS s', cb);
+          else p.execute('SELECT SLEEP(0.01) AS s', [], cb);
+        });
+        assert.ok(enqueued >= N - 1, `${name}: callers waited (${enqueued} enqueued)`);
+        assert.deepEqual(seen, expected, `${name}: callbacks`);
+        assert.deepEqual([...startedIn].sort(), expected, `${name}: start events`);
+      } finally {
+        channel.unsubscribe(subscriber);
+      }
+    }
+  });
+
   test('trace subscribers that bind a store see the caller’s store on pool:connect', async () => {
     // How APMs use these channels: bindStore on the start channel, read it in asyncStart.
     const traceStore = new AsyncLocalStorage<string>();
@@ -317,3 +362,5 @@ describe('async context across a wait in the queue', () => {
     }
   });
 });
+
+function noop(): void {}
