@@ -75,8 +75,18 @@ function mark(): void {
 function instrumentationOn(): void {
   fs.writeSync(1, 'INSTRUMENT\n');
   const buf = Buffer.alloc(16);
-  while (fs.readSync(0, buf, 0, buf.length, null) > 0 && !buf.includes(10)) {
-    /* until the parent's line */
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      // A non-blocking stdin (someone touched process.stdin) says EAGAIN until the line is there.
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(nap, 0, 0, 5);
+      continue;
+    }
+    if (n <= 0 || buf.includes(10)) break;
   }
 }
 

@@ -18,9 +18,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
-// The module's binding, not the global: on Node 20 the global `process` is an accessor, a getter
-// call on every `process.nextTick` of the checkout path.
-import process from 'node:process';
+
 import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
@@ -32,6 +30,11 @@ import type { CheckoutVerdict } from './health-monitor.js';
 import { setReleased } from './mysql2-parts.js';
 import { hold, letGo } from './process-hold.js';
 import type { AcquireTimeoutEvent, Counters, PoolState } from './stats.js';
+
+/** The process object, read once: on Node 20 the global `process` is an accessor, a getter call
+ * on every `process.nextTick` of the checkout path. (Not `import process from 'node:process'`:
+ * in an ESM build that import makes node create process.stdin, stdout and stderr at load time.) */
+const proc = process;
 
 /** A getConnection callback. */
 export type CheckoutCallback = (err: Error | null, conn?: PoolConnection) => void;
@@ -138,7 +141,7 @@ export class Checkout {
     }
     if (this.#idle.length === 0 && !this.#parts.canOpen()) {
       if (!this.#options.waitForConnections) {
-        process.nextTick(
+        proc.nextTick(
           callback,
           new PoolError('POOL_NO_CONNECTIONS', 'No connections available.', {
             details: { poolState: this.#parts.state() },
@@ -152,7 +155,7 @@ export class Checkout {
       // caller than mysql2 does.)
       const queueLimit = this.#options.queueLimit;
       if (queueLimit > 0 && this.#waiting - this.#parts.opening() >= queueLimit) {
-        process.nextTick(
+        proc.nextTick(
           callback,
           new PoolError('POOL_QUEUE_LIMIT', 'Queue limit reached.', {
             details: { poolState: this.#parts.state() },
@@ -185,7 +188,7 @@ export class Checkout {
     if (verdict === LEND) {
       this.#lend(rec, now, stack);
       // nextTick, as mysql2 does: the callback never runs inside getConnection or a release.
-      if (waiter === null) process.nextTick(callback, null, rec.conn);
+      if (waiter === null) proc.nextTick(callback, null, rec.conn);
       else this.#settle(waiter, null, rec.conn);
       return;
     }
@@ -415,8 +418,8 @@ export class Checkout {
     if (--this.#waiting === 0) this.#disarmAcquireTimer();
     // nextTick, as mysql2 does: a throwing callback is an uncaught exception, never an unhandled
     // rejection of a promise chain.
-    if (w.scope === null) process.nextTick(w.callback, err, conn);
-    else process.nextTick(runInScope, w, err, conn);
+    if (w.scope === null) proc.nextTick(w.callback, err, conn);
+    else proc.nextTick(runInScope, w, err, conn);
   }
 
   /** Arms the acquire timer for the oldest waiter, unless armed. */

@@ -343,6 +343,39 @@ import { createPool as createPromisePool, PoolError as PromisePoolError, createP
     assert.equal(out.three, 3, 'a cluster node of the packed build answered');
   });
 
+  test('loading the package from ESM or CommonJS opens no handle (process.stdin, stdout, stderr stay unmade)', async () => {
+    // An ESM `import process from 'node:process'` makes node build every export of process, the
+    // stdio streams included: stdin turns non-blocking under its owner's feet, and node's stream
+    // code slows down for the whole process (bench/README.md). Run with piped stdio, so that
+    // making a stream would open a pipe handle, seen here as its async resource.
+    fs.writeFileSync(
+      path.join(consumer, 'load.mjs'),
+      `import { createHook } from 'node:async_hooks';
+const types = new Set();
+const hook = createHook({ init(id, type) { types.add(type); } }).enable();
+await import(process.argv[2]);
+hook.disable();
+process.stdout.write(JSON.stringify([...types]) + '\\n');
+`,
+    );
+    for (const entry of [
+      'mysql2-keepalive-pool',
+      'mysql2-keepalive-pool/promise',
+      './node_modules/mysql2-keepalive-pool/dist/index.cjs',
+    ]) {
+      const { stdout } = await run(process.execPath, ['load.mjs', entry], {
+        cwd: consumer,
+        env,
+        timeout: 30_000,
+      });
+      const types = JSON.parse(stdout.trim()) as string[];
+      assert.ok(types.includes('PROMISE'), `${entry}: the hook saw the load (${types.join(', ')})`);
+      for (const handle of ['PIPEWRAP', 'TTYWRAP', 'TCPWRAP', 'TIMERWRAP']) {
+        assert.ok(!types.includes(handle), `${entry}: loading it opened a ${handle}`);
+      }
+    }
+  });
+
   test('CommonJS: require the package name', async () => {
     fs.writeFileSync(
       path.join(consumer, 'run.cjs'),
