@@ -3,11 +3,12 @@
  * borrowed connection, a ping a caller waits for and a connection being closed by `end()` must
  * (their sockets are ref'd: work in progress, like a pending request).
  *
- * Holding takes effect at once. Letting go is applied at the end of the current event-loop turn
- * (one `setImmediate` for every connection let go in that turn): a connection released and
- * borrowed again within the turn, the steady state of a busy pool, then costs no `ref`/`unref`
- * pair of native calls. The process cannot exit before that turn ends anyway, so when it exits
- * is unchanged.
+ * Holding takes effect at once. A released connection is let go only when it goes idle (or is
+ * closed): one handed straight to a waiting caller stays held, the steady state of a busy pool,
+ * which then schedules nothing here. Letting go is applied at the end of the current event-loop
+ * turn (one `setImmediate` for every connection let go in that turn): a connection that goes idle
+ * and is borrowed again within the turn costs no `ref`/`unref` pair of native calls. The process
+ * cannot exit before that turn ends anyway, so when it exits is unchanged.
  */
 import type { ConnectionRecord } from './health.js';
 
