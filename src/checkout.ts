@@ -95,7 +95,9 @@ export class Checkout {
   #dispatching = false;
   #dispatchAgain = false;
   /** Someone listens for `acquire`, `release` or `enqueue` (set for good on the first listener):
-   * until then they are not emitted, which spares two or three `emit` calls per checkout. */
+   * until then they are not emitted, which spares two or three `emit` calls per checkout (an
+   * `emit` nobody hears still costs more than the rest of a hot checkout's bookkeeping;
+   * `listenerCount` as much). */
   #announce = false;
   readonly #pool: EventEmitter;
   readonly #options: ResolvedConfig;
@@ -112,8 +114,14 @@ export class Checkout {
     this.#options = options;
     this.#counters = counters;
     this.#parts = parts;
-    pool.on('newListener', (event: string | symbol) => {
+    const watch = (event: string | symbol): void => {
       if (event === 'acquire' || event === 'release' || event === 'enqueue') this.#announce = true;
+    };
+    pool.on('newListener', watch);
+    // `removeAllListeners()` takes `watch` too: from then on every event is emitted, so that a
+    // listener added later is never missed.
+    pool.on('removeListener', (_event: string | symbol, listener: unknown) => {
+      if (listener === watch) this.#announce = true;
     });
   }
 

@@ -226,6 +226,21 @@ describe('events of a queued caller', () => {
   });
 });
 
+describe('pool events', () => {
+  test('acquire and release reach a listener added at any time, also after removeAllListeners()', async () => {
+    // The pool emits them only once someone listens; removing every listener must not make it
+    // miss the ones added later.
+    const p = pool({ connectionLimit: 1 });
+    (await getConn(p)).release();
+    p.removeAllListeners();
+    const events: string[] = [];
+    p.on('acquire', () => events.push('acquire'));
+    p.on('release', () => events.push('release'));
+    (await getConn(p)).release();
+    assert.deepEqual(events, ['acquire', 'release']);
+  });
+});
+
 describe('process warnings of createPool', () => {
   async function warningsOf(options: Record<string, unknown>): Promise<Error[]> {
     const seen: Error[] = [];
