@@ -18,7 +18,6 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
-
 import type { PoolConnection } from 'mysql2';
 import type { ResolvedConfig } from './config.js';
 import { PoolError } from './errors.js';
