@@ -133,40 +133,51 @@ export function isUnusable(conn: PoolConnection): boolean {
 }
 
 /** Result of {@link pingWithTimeout}; it never rejects. */
-export type PingOutcome = { ok: true } | { ok: false; timedOut: boolean; error?: unknown };
+export type PingOutcome = { ok: true } | CommandFailure;
+
+/** A failed command of {@link pingWithTimeout} or {@link readWaitTimeout}. */
+type CommandFailure = { ok: false; timedOut: boolean; error?: unknown };
+
+/**
+ * Runs a command under a deadline: `send` gets the settle function, which takes the first
+ * outcome only; at `timeoutMs` the outcome is `{ ok: false, timedOut: true }`, and a throw of
+ * `send` is a failure. Never rejects. The timer is owned here, unref'd, and cleared on settling.
+ */
+function withDeadline<T extends { ok: boolean }>(
+  timeoutMs: number,
+  send: (settle: (outcome: T | CommandFailure) => void) => void,
+): Promise<T | CommandFailure> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (outcome: T | CommandFailure): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => settle({ ok: false, timedOut: true }), timeoutMs);
+    timer.unref();
+    try {
+      send(settle);
+    } catch (error) {
+      settle({ ok: false, timedOut: false, error });
+    }
+  });
+}
 
 /**
  * COM_PING raced against a deadline. A ping is not a query, so it does not show up on mysql2's
  * `mysql2:query` diagnostics channel: health traffic never looks like user traffic.
  */
 export function pingWithTimeout(conn: PoolConnection, timeoutMs: number): Promise<PingOutcome> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      resolve({ ok: false, timedOut: true });
-    }, timeoutMs);
-    timer.unref();
-    try {
-      conn.ping((err) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(err ? { ok: false, timedOut: false, error: err } : { ok: true });
-      });
-    } catch (error) {
-      settled = true;
-      clearTimeout(timer);
-      resolve({ ok: false, timedOut: false, error });
-    }
+  return withDeadline<{ ok: true }>(timeoutMs, (settle) => {
+    conn.ping((err) => settle(err ? { ok: false, timedOut: false, error: err } : { ok: true }));
   });
 }
 
 /** Result of {@link readWaitTimeout}; it never rejects. `error`: the server answered with an
  * error or closed the connection (a protocol-only server does on any query). */
-export type WaitTimeoutOutcome =
-  { ok: true; ms: number } | { ok: false; timedOut: boolean; error?: unknown };
+export type WaitTimeoutOutcome = { ok: true; ms: number } | CommandFailure;
 
 /**
  * Reads the session's wait_timeout (seconds → ms) under a deadline. Sent as a raw command so that
@@ -177,40 +188,23 @@ export function readWaitTimeout(
   conn: PoolConnection,
   timeoutMs: number,
 ): Promise<WaitTimeoutOutcome> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      resolve({ ok: false, timedOut: true });
-    }, timeoutMs);
-    timer.unref();
-    const settle = (outcome: WaitTimeoutOutcome): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(outcome);
+  return withDeadline<{ ok: true; ms: number }>(timeoutMs, (settle) => {
+    const c = conn as unknown as {
+      addCommand(cmd: unknown): unknown;
+      config: unknown;
+      constructor: { createQuery(sql: string, v: unknown, cb: unknown, cfg: unknown): unknown };
     };
-    try {
-      const c = conn as unknown as {
-        addCommand(cmd: unknown): unknown;
-        config: unknown;
-        constructor: { createQuery(sql: string, v: unknown, cb: unknown, cfg: unknown): unknown };
-      };
-      const cmd = c.constructor.createQuery(
-        'SELECT @@wait_timeout AS w',
-        [],
-        (err: unknown, rows: Array<{ w: unknown }>) => {
-          if (err) return settle({ ok: false, timedOut: false, error: err });
-          const seconds = Number(rows?.[0]?.w);
-          settle({ ok: true, ms: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0 });
-        },
-        c.config,
-      );
-      c.addCommand(cmd);
-    } catch (error) {
-      settle({ ok: false, timedOut: false, error });
-    }
+    const cmd = c.constructor.createQuery(
+      'SELECT @@wait_timeout AS w',
+      [],
+      (err: unknown, rows: Array<{ w: unknown }>) => {
+        if (err) return settle({ ok: false, timedOut: false, error: err });
+        const seconds = Number(rows?.[0]?.w);
+        settle({ ok: true, ms: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0 });
+      },
+      c.config,
+    );
+    c.addCommand(cmd);
   });
 }
 
